@@ -1,0 +1,3 @@
+from dialer.cli.main import main
+
+raise SystemExit(main())

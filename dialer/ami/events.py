@@ -1,0 +1,126 @@
+"""Pure mapping from raw AMI events (header dicts) to the core's plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from dialer.core import records as r
+
+# Events the dialer reads; everything else is dropped at the door.
+WANTED = frozenset(
+    {
+        "originateresponse",
+        "newchannel",
+        "newstate",
+        "hangup",
+        "queuecallerjoin",
+        "agentcalled",
+        "agentconnect",
+        "agentcomplete",
+        "agentringnoanswer",
+        "userevent",
+        "queuememberstatus",
+        "queuememberadded",
+        "queuememberremoved",
+        "queuememberpause",
+        "queuemember",  # an entry of a QueueStatus list
+    }
+)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(value: object) -> float | None:
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _flag(value: object) -> bool:
+    return str(value).strip().lower() in {"1", "yes", "true"}
+
+
+def _get(event: Mapping[str, str], key: str) -> str | None:
+    # panoramisk messages are case-insensitive already; plain dicts from
+    # fixtures may not be.
+    if key in event:
+        return event[key]
+    lowered = key.lower()
+    for k, v in event.items():
+        if k.lower() == lowered:
+            return v
+    return None
+
+
+def _member_interface(event: Mapping[str, str]) -> str:
+    return _get(event, "Interface") or _get(event, "Location") or _get(event, "StateInterface") or ""
+
+
+def to_record(event: Mapping[str, str], at: float) -> r.CallRecord | r.AgentRecord | None:
+    """Turn one AMI event into a record, or None if the dialer does not care."""
+    name = (_get(event, "Event") or "").lower()
+    if name not in WANTED:
+        return None
+    uniqueid = _get(event, "Uniqueid") or ""
+    match name:
+        case "originateresponse":
+            attempt_id = _get(event, "ActionID") or uniqueid
+            return r.OriginateResult(
+                attempt_id=attempt_id,
+                at=at,
+                success=(_get(event, "Response") or "").lower() == "success",
+                reason=_int(_get(event, "Reason")),
+            )
+        case "newchannel":
+            return r.ChannelCreated(uniqueid=uniqueid, at=at, channel=_get(event, "Channel") or "")
+        case "newstate":
+            state = _int(_get(event, "ChannelState"))
+            return None if state is None else r.ChannelState(uniqueid=uniqueid, at=at, state=state)
+        case "hangup":
+            return r.ChannelHangup(
+                uniqueid=uniqueid,
+                at=at,
+                cause=_int(_get(event, "Cause")),
+                cause_text=_get(event, "Cause-txt"),
+            )
+        case "queuecallerjoin":
+            return r.QueueJoined(uniqueid=uniqueid, at=at, queue=_get(event, "Queue") or "")
+        case "agentcalled":
+            return r.AgentRinging(
+                uniqueid=uniqueid, at=at, queue=_get(event, "Queue") or "", interface=_member_interface(event)
+            )
+        case "agentconnect":
+            return r.AgentConnected(
+                uniqueid=uniqueid, at=at, queue=_get(event, "Queue") or "", interface=_member_interface(event)
+            )
+        case "agentcomplete" | "agentringnoanswer":
+            return r.AgentCompleted(
+                uniqueid=uniqueid,
+                at=at,
+                queue=_get(event, "Queue") or "",
+                interface=_member_interface(event),
+                talk_time=_float(_get(event, "TalkTime")),
+            )
+        case "userevent":
+            if (_get(event, "UserEvent") or "").lower() != "dialerabandoned":
+                return None
+            attempt = _get(event, "Attempt") or uniqueid
+            return r.DialerAbandoned(uniqueid=attempt, at=at)
+        case "queuememberremoved":
+            return r.MemberRemoved(at=at, queue=_get(event, "Queue") or "", interface=_member_interface(event))
+        case "queuememberstatus" | "queuememberadded" | "queuememberpause" | "queuemember":
+            return r.MemberStatus(
+                at=at,
+                queue=_get(event, "Queue") or "",
+                interface=_member_interface(event),
+                status=_int(_get(event, "Status")) or 0,
+                paused=_flag(_get(event, "Paused")),
+                in_call=_flag(_get(event, "InCall")),
+            )
+    return None

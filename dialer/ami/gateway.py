@@ -1,0 +1,296 @@
+"""The AMI gateway: one supervised, logged-in connection to Asterisk.
+
+panoramisk is wrapped, never used bare. What the wrapper adds to it:
+- the login reply is checked (`connect()` alone succeeds with a wrong secret);
+- panoramisk's own reconnect (fixed delay) and blind keepalive are switched
+  off; `run()` owns the connection for the daemon's whole life, reconnecting
+  with exponential backoff and jitter, and a ping watchdog notices a
+  half-open connection;
+- no action is ever re-sent after a reconnect: actions pending when the
+  connection drops fail with `AmiNotConnected` (an Originate's fate is then
+  settled from Asterisk's own events and channel list, never by dialing again);
+- every action has a timeout;
+- events only go onto one asyncio queue that a single consumer reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed, AmiNotConnected, AmiTimeout
+from dialer.config.models import AmiServer
+
+log = structlog.get_logger("dialer.ami")
+
+OnLogin = Callable[[], Awaitable[None]]
+
+
+class _Manager(Manager):
+    """panoramisk's Manager with its self-managed reconnect and ping disabled."""
+
+    def __init__(self, on_lost: Callable[[], None], **config: Any) -> None:
+        super().__init__(**config)
+        self._on_lost = on_lost
+
+    def ping(self) -> None:  # the gateway's watchdog pings, and checks the reply
+        pass
+
+    def connection_lost(self, exc: Any) -> None:
+        self._connected = False
+        # Anything panoramisk queued for re-sending is failed instead: a
+        # re-sent Originate would dial the customer twice.
+        while self.awaiting_actions:
+            action = self.awaiting_actions.popleft()
+            if not action.future.done():
+                action.future.set_exception(AmiNotConnected("connection lost before the reply"))
+        self._on_lost()
+
+
+def backoff_delays(base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None) -> Iterable[float]:
+    """Exponential backoff with full jitter: 0.5 s, 1 s, 2 s ... up to `cap`, each randomised."""
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        ceiling = min(cap, base * (2**attempt))
+        yield rng.uniform(ceiling / 2, ceiling)
+        attempt += 1
+
+
+class AmiGateway:
+    def __init__(
+        self,
+        server: AmiServer,
+        *,
+        wanted_events: frozenset[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.server = server
+        self.events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._wanted = wanted_events
+        self._clock = clock
+        self._manager: _Manager | None = None
+        self._lost = asyncio.Event()
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._on_login: list[OnLogin] = []
+        self.last_error: str | None = None
+
+    def _connection_lost(self) -> None:
+        self._lost.set()
+        self.connected.clear()
+        # panoramisk drops "forgetable" actions on a disconnect without ever
+        # resolving them: fail every reply we are still waiting for.
+        for future in self._inflight:
+            if not future.done():
+                future.set_exception(AmiNotConnected("connection lost before the reply"))
+        self._inflight.clear()
+
+    def on_login(self, callback: OnLogin) -> None:
+        """Run `callback` after every successful login (first connect and each reconnect)."""
+        self._on_login.append(callback)
+
+    # -- connection --------------------------------------------------------
+
+    async def connect_once(self) -> None:
+        """Open a connection and log in, or raise an AmiError saying why not."""
+        loop = asyncio.get_running_loop()
+        self._lost = asyncio.Event()
+        manager = _Manager(
+            on_lost=self._connection_lost,
+            loop=loop,
+            host=self.server.host,
+            port=self.server.port,
+            username=self.server.username,
+            secret=self.server.resolve_secret(),
+            forgetable_actions=("ping", "login", "originate"),
+        )
+        manager.register_event("*", self._on_event)
+        try:
+            transport_and_protocol = await asyncio.wait_for(
+                loop.create_connection(manager.config["protocol_factory"], self.server.host, self.server.port),
+                self.server.connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise AmiNotConnected(
+                f"cannot reach AMI at {self.server.host}:{self.server.port}: {exc or 'timeout'}"
+            ) from exc
+        done: asyncio.Future[Any] = loop.create_future()
+        done.set_result(transport_and_protocol)
+        manager.connection_made(done)
+        login = manager.authenticated_future
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(login), self.server.action_timeout)
+        except (asyncio.TimeoutError, AmiNotConnected) as exc:
+            manager.close()
+            raise AmiNotConnected("no reply to the AMI login") from exc
+        if not reply.success:
+            manager.close()
+            raise AmiLoginFailed(
+                f"Asterisk refused the login of user {self.server.username!r}: {reply.get('Message', 'no reason given')}"
+            )
+        self._manager = manager
+        self.connected.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Keep a logged-in connection until `stopping` is set."""
+        delays = iter(backoff_delays())
+        while not stopping.is_set():
+            try:
+                await self.connect_once()
+            except AmiError as exc:
+                self.last_error = str(exc)
+                delay = next(delays)
+                log.warning("ami.connect_failed", error=str(exc), retry_in=round(delay, 2))
+                await _sleep_or_stop(stopping, delay)
+                continue
+            delays = iter(backoff_delays())
+            self.last_error = None
+            log.info("ami.logged_in", host=self.server.host, port=self.server.port, reconnects=self.reconnects)
+            try:
+                for callback in self._on_login:
+                    await callback()
+                await self._watch(stopping)
+            except AmiError as exc:
+                log.warning("ami.session_error", error=str(exc))
+            finally:
+                # Fail replies still awaited now, not after their own timeouts:
+                # closing the manager first would hide the loss from us.
+                self._connection_lost()
+                if self._manager is not None:
+                    self._manager.close()
+                    self._manager = None
+            if not stopping.is_set():
+                self.reconnects += 1
+                delay = next(delays)
+                log.warning("ami.connection_lost", retry_in=round(delay, 2))
+                await _sleep_or_stop(stopping, delay)
+
+    async def _watch(self, stopping: asyncio.Event) -> None:
+        """Ping on an interval; return when the connection is lost, stalls or we stop."""
+        while not (stopping.is_set() or self._lost.is_set()):
+            await _wait_any(stopping, self._lost, timeout=self.server.ping_interval)
+            if stopping.is_set() or self._lost.is_set():
+                return
+            try:
+                await self.action({"Action": "Ping"})
+            except AmiError as exc:
+                log.warning("ami.ping_failed", error=str(exc))
+                return
+
+    async def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+        self.connected.clear()
+
+    # -- actions ------------------------------------------------------------
+
+    async def action(
+        self, fields: Mapping[str, Any], *, as_list: bool = False, timeout: float | None = None
+    ) -> Message | list[Message]:
+        manager = self._manager
+        if manager is None or not self.connected.is_set():
+            raise AmiNotConnected("not logged in to AMI")
+        name = str(fields.get("Action", "?"))
+        future = manager.send_action(dict(fields), as_list=as_list)
+        self._inflight.add(future)
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(future), timeout or self.server.action_timeout)
+        except asyncio.TimeoutError as exc:
+            raise AmiTimeout(f"{name}: no reply within {timeout or self.server.action_timeout} s") from exc
+        finally:
+            self._inflight.discard(future)
+        first = reply[0] if isinstance(reply, list) else reply
+        if first.get("Response", "").lower() == "error":
+            raise AmiActionFailed(name, first.get("Message", "error"))
+        return reply
+
+    async def originate(
+        self,
+        *,
+        attempt_id: str,
+        channel: str,
+        context: str,
+        exten: str,
+        timeout_ms: int,
+        caller_id: str,
+        variables: Mapping[str, str],
+    ) -> None:
+        """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
+        await self.action(
+            {
+                "Action": "Originate",
+                "ActionID": attempt_id,
+                "ChannelId": attempt_id,
+                "Channel": channel,
+                "Context": context,
+                "Exten": exten,
+                "Priority": "1",
+                "Timeout": str(timeout_ms),
+                "CallerID": caller_id,
+                "Async": "true",
+                "Variable": [f"{k}={v}" for k, v in variables.items()],
+            }
+        )
+
+    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
+        try:
+            await self.action(
+                {
+                    "Action": "QueueAdd",
+                    "Queue": queue,
+                    "Interface": interface,
+                    "MemberName": member_name,
+                    "Penalty": str(penalty),
+                    "Paused": "false",
+                }
+            )
+        except AmiActionFailed as exc:
+            if "already there" not in exc.message.lower():
+                raise
+
+    async def queue_remove(self, queue: str, interface: str) -> None:
+        try:
+            await self.action({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+        except AmiActionFailed as exc:
+            if "not there" not in exc.message.lower():
+                raise
+
+    async def queue_members(self, queue: str) -> list[dict[str, str]]:
+        replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        replies = replies if isinstance(replies, list) else [replies]
+        return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
+
+    # -- events ---------------------------------------------------------------
+
+    def _on_event(self, _manager: Manager, event: Message) -> None:
+        name = event.get("Event", "").lower()
+        if self._wanted is not None and name not in self._wanted:
+            return
+        self.events.put_nowait((dict(event), self._clock()))
+
+
+async def _sleep_or_stop(stopping: asyncio.Event, delay: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), delay)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,0 +1,63 @@
+"""`dialer leads import CAMPAIGN FILE.csv`: bad rows reported by line, good rows kept.
+
+Exit status: 0 all rows imported, 1 some rows rejected (the good ones are
+imported all the same), 2 nothing could be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from dialer.cli.context import CommandError, add_config_argument, fail, read_campaigns, read_config
+from dialer.leads.csv_import import LeadRow, parse_leads_csv
+from dialer.store.store import ImportSummary, Store, StoreError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("leads", help="manage a campaign's leads")
+    actions = parser.add_subparsers(dest="leads_command", metavar="ACTION", required=True)
+    importer = actions.add_parser("import", help="import leads from a CSV file")
+    importer.add_argument("campaign", help="campaign name (from the campaign directory)")
+    importer.add_argument("file", type=Path, help="CSV with a header row; column phone is required")
+    add_config_argument(importer)
+    importer.set_defaults(func=run_import)
+
+
+async def import_rows(database_url: str, campaign_name: str, campaign_type: str, rows: list[LeadRow]) -> ImportSummary:
+    store = await Store.open(database_url)
+    try:
+        campaign_id = await store.sync_campaign(campaign_name, campaign_type)
+        return await store.import_leads(campaign_id, rows)
+    finally:
+        await store.close()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        config = read_config(args.config)
+        campaigns = read_campaigns(config, strict=False)
+    except CommandError as exc:
+        return fail(str(exc))
+    campaign = campaigns.get(args.campaign)
+    if campaign is None:
+        known = ", ".join(sorted(campaigns)) or "none"
+        return fail(f"no campaign named {args.campaign!r} in {config.campaign_dir} (known: {known})")
+    if not args.file.is_file():
+        return fail(f"{args.file}: no such file")
+    parsed = parse_leads_csv(args.file)
+    for error in parsed.errors:
+        print(f"{args.file}:{error.line}: {error.column or 'row'}: {error.message}", file=sys.stderr)
+    if not parsed.rows:
+        return fail(f"{args.file}: no valid rows to import")
+    try:
+        summary = asyncio.run(import_rows(config.database.url, campaign.name, campaign.type.value, parsed.rows))
+    except StoreError as exc:
+        return fail(str(exc))
+    print(
+        f"{campaign.name}: imported {summary.added} lead(s), {summary.already_in_campaign} already in the campaign, "
+        f"{len(parsed.errors)} row(s) rejected"
+    )
+    return 1 if parsed.errors else 0

@@ -1,0 +1,260 @@
+"""Load `config/dialer.yaml` and `campaigns/*.yaml` into the models, with file:line errors.
+
+Every problem is a `ConfigIssue` that renders as `file:line: field: message`, where
+`field` is pydantic's `loc` joined with dots (`dialing.max_lines`, `ami.0.port`). Errors:
+
+    ConfigError                  issues: list[ConfigIssue]; str() is one issue per line
+    ├── ConfigFileError          unreadable, not YAML, duplicate key, not a mapping
+    ├── ConfigValidationError    the values do not fit the models
+    └── DuplicateCampaignError   two files define the same campaign name
+
+Relative paths in the daemon config are relative to the directory of the config file,
+not to the working directory, so the daemon behaves the same however it is started:
+`campaign_dir`, `ami[].secret_file` and the file of a SQLite `database.url`. Note that
+`sqlite+aiosqlite:///var/dialer.db` (three slashes) is such a relative path; an absolute
+one takes four: `sqlite+aiosqlite:////var/lib/dialer/dialer.db`.
+
+The environment variable `DIALER_DATABASE_URL`, if set, replaces `database.url`; a
+relative SQLite path in it is left to the working directory, as any shell user expects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import make_url
+
+from dialer.config.models import Campaign, DialerConfig
+from dialer.config.yaml_loader import YamlDocument, YamlError, load_yaml_mapping
+
+DATABASE_URL_ENV = "DIALER_DATABASE_URL"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+# Pydantic's wording for these names Python classes, which mean nothing to an operator.
+_PLAINER_MESSAGES = {
+    "model_type": "Input should be a mapping (key: value lines, indented under this key)",
+    "model_attributes_type": "Input should be a mapping (key: value lines, indented under this key)",
+    "path_type": "Input should be a file or directory path",
+}
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    file: Path
+    line: int | None
+    """1-based; None when the issue is about the file as a whole."""
+    field: str
+    """Dotted path of the offending setting; empty when the issue is not about one."""
+    message: str
+
+    def __str__(self) -> str:
+        parts = [str(self.file) if self.line is None else f"{self.file}:{self.line}"]
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ConfigError(Exception):
+    """One or more problems in configuration files; see the module docstring for the tree."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class ConfigFileError(ConfigError):
+    """The file cannot be read as a YAML mapping."""
+
+
+class ConfigValidationError(ConfigError):
+    """The file is a YAML mapping but its values do not fit the model."""
+
+
+class DuplicateCampaignError(ConfigError):
+    """Two campaign files use the same campaign name."""
+
+
+def load_config(path: str | Path) -> DialerConfig:
+    """The daemon config at `path`, with its relative paths made absolute (see module doc)."""
+    path = Path(path)
+    document = _read(path)
+    config = _validate(DialerConfig, document)
+    return _resolve_paths(config, path.resolve().parent)
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    return _validate(Campaign, _read(Path(path)))
+
+
+def load_campaign_dir(directory: str | Path) -> tuple[dict[str, Campaign], list[ConfigIssue]]:
+    """Every campaign file in `directory` (not its subdirectories), by campaign name.
+
+    A file with problems is left out and its issues returned, so one broken campaign does
+    not stop the others. Of two files with the same name, the first in file-name order is
+    kept.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}, [ConfigIssue(directory, None, "", "not a directory")]
+    campaigns: dict[str, Campaign] = {}
+    issues: list[ConfigIssue] = []
+    names = _CampaignNames()
+    for file in yaml_files_in(directory):
+        try:
+            document = _read(file)
+            campaign = _validate(Campaign, document)
+            names.claim(campaign.name, document)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+            continue
+        campaigns[campaign.name] = campaign
+    return campaigns, issues
+
+
+def yaml_files_in(directory: Path) -> list[Path]:
+    """The `*.yaml` / `*.yml` files of `directory` in name order, without editors' temp files."""
+    return sorted(
+        entry
+        for entry in directory.iterdir()
+        if entry.suffix in YAML_SUFFIXES and entry.is_file() and not _is_editor_temp(entry.name)
+    )
+
+
+def _is_editor_temp(name: str) -> bool:
+    # Emacs lock files (.#x.yaml), autosaves (#x.yaml#), backups (x.yaml~), vim swap
+    # (.x.yaml.swp): hidden files are never campaigns either.
+    return name.startswith((".", "#")) or name.endswith(("~", "#"))
+
+
+def config_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ConfigIssue]]:
+    """Expand `paths` (files and directories) into the YAML files they name."""
+    files: list[Path] = []
+    issues: list[ConfigIssue] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = yaml_files_in(path)
+            if not found:
+                issues.append(ConfigIssue(path, None, "", "no *.yaml or *.yml files in this directory"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            issues.append(ConfigIssue(path, None, "", "no such file or directory"))
+    return files, issues
+
+
+def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
+    """Every problem in the given config and campaign files (directories are expanded).
+
+    A file whose top level has an `ami:` key is taken as the daemon config, any other as a
+    campaign. Campaign names must be unique across all the files given.
+    """
+    files, issues = config_files(paths)
+    names = _CampaignNames()
+    for file in dict.fromkeys(files):
+        try:
+            document = _read(file)
+            if "ami" in document.data:
+                _validate(DialerConfig, document)
+            else:
+                names.claim(_validate(Campaign, document).name, document)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    return issues
+
+
+class _CampaignNames:
+    """Which file (and line) first used each campaign name."""
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[Path, int]] = {}
+
+    def claim(self, name: str, document: YamlDocument) -> None:
+        line = document.line_of(("name",))
+        first = self._first.setdefault(name, (document.file, line))
+        if first != (document.file, line):
+            earlier_file, earlier_line = first
+            raise DuplicateCampaignError(
+                [ConfigIssue(document.file, line, "name",
+                             f"campaign {name!r} is also defined in {earlier_file}:{earlier_line}")]
+            )
+
+
+def _read(path: Path) -> YamlDocument:
+    try:
+        return load_yaml_mapping(path)
+    except YamlError as exc:
+        raise ConfigFileError(
+            [ConfigIssue(exc.file, p.line, "", p.message) for p in exc.problems]
+        ) from exc
+
+
+def _validate(model: type[_Model], document: YamlDocument) -> _Model:
+    data = document.data
+    if model is DialerConfig and DATABASE_URL_ENV in os.environ:
+        database = data.get("database", {})
+        if isinstance(database, Mapping):
+            data = {**data, "database": {**database, "url": os.environ[DATABASE_URL_ENV]}}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue_from_error(document, error) for error in exc.errors()]
+        raise ConfigValidationError(sorted(issues, key=lambda issue: issue.line or 0)) from None
+
+
+def _issue_from_error(document: YamlDocument, error: Mapping[str, Any]) -> ConfigIssue:
+    loc: Sequence[Any] = error["loc"]
+    kind = error["type"]
+    message = _PLAINER_MESSAGES.get(kind) or str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML reads 5551234 as a number and 0123 as octal; a quoted value stays text.
+        message += "; put it in quotes"
+    elif kind not in ("missing", "extra_forbidden") and _may_echo(loc, value):
+        message += f" (got {value!r})"
+    return ConfigIssue(document.file, document.line_of(loc), ".".join(map(str, loc)), message)
+
+
+def _may_echo(loc: Sequence[Any], value: Any) -> bool:
+    # A secret, or a database URL with its password, must not end up in a terminal or a log.
+    if any(word in str(part) for part in loc for word in ("secret", "url", "password")):
+        return False
+    return isinstance(value, (str, int, float)) and len(repr(value)) <= 60
+
+
+def _resolve_paths(config: DialerConfig, base: Path) -> DialerConfig:
+    ami = [
+        server.model_copy(update={"secret_file": _under(base, server.secret_file)})
+        if server.secret_file is not None
+        else server
+        for server in config.ami
+    ]
+    update: dict[str, Any] = {"ami": ami, "campaign_dir": _under(base, config.campaign_dir)}
+    if DATABASE_URL_ENV not in os.environ:
+        url = _resolve_sqlite_url(config.database.url, base)
+        update["database"] = config.database.model_copy(update={"url": url})
+    return config.model_copy(update=update)
+
+
+def _resolve_sqlite_url(url: str, base: Path) -> str:
+    parsed = make_url(url)  # DatabaseConfig has checked that it parses
+    database = parsed.database
+    if not parsed.get_backend_name() == "sqlite" or not database:
+        return url
+    if database == ":memory:" or database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(_under(base, Path(database)))).render_as_string(hide_password=False)
+
+
+def _under(base: Path, path: Path) -> Path:
+    # normpath, not resolve(): `..` is folded but symlinks stay as the operator wrote them.
+    return Path(os.path.normpath(base / path))

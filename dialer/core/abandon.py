@@ -1,0 +1,92 @@
+"""Abandon-rate bookkeeping: live-answered and abandoned calls over a rolling window.
+
+An abandoned call is a live customer who answered and was not bridged to an agent within
+the grace time (2 s by the rules); the abandon rate is abandoned / live answered, where
+"live answered" counts the abandoned calls too. Regulators define the window: 30 days
+(US safe harbour, the default here) or 24 hours (UK). Time is always passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+DAY = 86_400.0
+DEFAULT_WINDOW = 30 * DAY
+DEFAULT_LIMIT = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class AbandonState:
+    """Counts in the campaign's window, as the pacing sees them."""
+
+    answered: int
+    """Live answered calls, abandoned ones included."""
+    abandoned: int
+    limit: float = DEFAULT_LIMIT
+
+    def __post_init__(self) -> None:
+        if self.answered < 0 or self.abandoned < 0 or self.abandoned > self.answered:
+            raise ValueError(f"inconsistent counts: {self.abandoned} abandoned of {self.answered}")
+        if not 0.0 <= self.limit <= 1.0:
+            raise ValueError(f"limit must be a fraction, got {self.limit}")
+
+    @property
+    def rate(self) -> float:
+        return self.abandoned / self.answered if self.answered else 0.0
+
+    def budget(self, limit: float | None = None) -> float:
+        """Abandons that would still keep the rate at or under the limit, if the next one is one.
+
+        Negative or below one means the next abandoned call would break the limit.
+        """
+        limit = self.limit if limit is None else limit
+        return limit * (self.answered + 1) - self.abandoned
+
+    def exhausted(self, limit: float | None = None) -> bool:
+        # Also true at a cold start (nothing answered yet): one abandon among few calls is
+        # already over 3 %, so a campaign has to earn its budget with safe calls first.
+        return self.budget(limit) < 1.0
+
+
+class AbandonWindow:
+    """Rolling counts kept in time buckets, so a 30-day window stays small in memory.
+
+    Calls are counted in the bucket of the time they were recorded; a bucket leaves the
+    window once all of it is older than `window` seconds, so the window is exact to
+    within one bucket.
+    """
+
+    def __init__(self, window: float = DEFAULT_WINDOW, bucket: float = 60.0) -> None:
+        if window <= 0 or bucket <= 0:
+            raise ValueError("window and bucket must be positive")
+        self.window = window
+        self.bucket = bucket
+        self._buckets: deque[list[int]] = deque()  # [bucket index, answered, abandoned]
+        self._answered = 0
+        self._abandoned = 0
+
+    def record(self, at: float, *, abandoned: bool) -> None:
+        """Count one live-answered call at time `at`: `abandoned`, or bridged to an agent in time."""
+        index = math.floor(at / self.bucket)
+        if self._buckets and index < self._buckets[-1][0]:
+            # A late record (calls end out of order) joins the newest bucket: it then
+            # leaves the window a little later than it should, never earlier.
+            index = self._buckets[-1][0]
+        if not self._buckets or self._buckets[-1][0] != index:
+            self._buckets.append([index, 0, 0])
+        last = self._buckets[-1]
+        last[1] += 1
+        self._answered += 1
+        if abandoned:
+            last[2] += 1
+            self._abandoned += 1
+
+    def state(self, now: float, limit: float = DEFAULT_LIMIT) -> AbandonState:
+        oldest_kept = math.floor((now - self.window) / self.bucket)
+        while self._buckets and self._buckets[0][0] < oldest_kept:
+            _, answered, abandoned = self._buckets.popleft()
+            self._answered -= answered
+            self._abandoned -= abandoned
+        return AbandonState(answered=self._answered, abandoned=self._abandoned, limit=limit)

@@ -1,0 +1,185 @@
+"""The state machine of one call attempt, fed by plain records (`dialer.core.records`).
+
+States: dialing -> ringing -> up (answered, waiting for an agent) -> bridged -> ended.
+The outcome is decided once the customer's channel is gone (or, when no
+channel was ever made, once the Originate's failure is known), from the
+hangup cause first and the Originate reason second: a busy Originate reports
+Reason 0, so the reason alone cannot tell busy from a bad number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from dialer.core import records as r
+
+# Q.850 causes as Asterisk reports them on Hangup.
+CAUSE_OUTCOMES: dict[int, str] = {
+    17: "busy",
+    18: "no_answer",
+    19: "no_answer",
+    21: "rejected",
+    34: "congestion",
+    38: "congestion",
+    41: "congestion",
+    42: "congestion",
+    44: "congestion",
+    1: "failed",  # unallocated number (SIP 404)
+    3: "failed",
+    27: "failed",
+    28: "failed",
+}
+# OriginateResponse reasons: 3 = no answer before Timeout, 5 = busy, 8 = congestion.
+REASON_OUTCOMES: dict[int, str] = {3: "no_answer", 5: "busy", 8: "congestion", 1: "no_answer"}
+
+# How long to wait for the missing half (Hangup or OriginateResponse) before deciding anyway.
+SETTLE_SECONDS = 2.0
+
+
+def record_key(record: r.CallRecord) -> str:
+    """The attempt id a record is about (ActionID on OriginateResponse, Uniqueid elsewhere)."""
+    return record.attempt_id if isinstance(record, r.OriginateResult) else record.uniqueid
+
+
+class State(str, Enum):
+    dialing = "dialing"
+    ringing = "ringing"
+    up = "up"
+    bridged = "bridged"
+    ended = "ended"
+
+
+@dataclass
+class Attempt:
+    id: str
+    lead_id: int
+    phone: str
+    queue: str
+    dialed_at: float
+    ring_timeout: float
+    state: State = State.dialing
+    channel: str | None = None
+    ringing_at: float | None = None
+    answered_at: float | None = None
+    bridged_at: float | None = None
+    ended_at: float | None = None
+    hangup_at: float | None = None
+    originate_at: float | None = None
+    originate_success: bool | None = None
+    originate_reason: int | None = None
+    hangup_cause: int | None = None
+    hangup_cause_text: str | None = None
+    agent_interface: str | None = None
+    abandoned: bool = False
+    outcome: str | None = None
+    send_failed_at: float | None = None
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def live(self) -> bool:
+        return self.state is not State.ended
+
+    def apply(self, record: r.CallRecord) -> dict[str, object]:
+        """Feed one record; return the columns that changed (for the store)."""
+        if self.state is State.ended or record_key(record) != self.id:
+            return {}
+        changes: dict[str, object] = {}
+        match record:
+            case r.OriginateResult(success=success, reason=reason, at=at):
+                self.originate_at = at
+                self.originate_success = success
+                self.originate_reason = reason
+                changes["originate_reason"] = reason
+                if success and self.answered_at is None:
+                    changes.update(self._answer(at))
+            case r.ChannelCreated(channel=channel):
+                self.channel = channel
+                changes["channel"] = channel
+                changes["uniqueid"] = self.id
+            case r.ChannelState(state=5, at=at) if self.state is State.dialing:
+                self.state = State.ringing
+                self.ringing_at = at
+                changes.update(state=self.state.value, ringing_at=at)
+            case r.ChannelState(state=6, at=at):
+                changes.update(self._answer(at))
+            case r.QueueJoined(at=at):
+                changes.update(self._answer(at))
+            case r.AgentConnected(interface=interface, at=at):
+                changes.update(self._answer(at))
+                self.state = State.bridged
+                self.bridged_at = at
+                self.agent_interface = interface
+                changes.update(state=self.state.value, bridged_at=at)
+            case r.DialerAbandoned():
+                self.abandoned = True
+                changes["abandoned"] = True
+            case r.ChannelHangup(cause=cause, cause_text=text, at=at):
+                self.hangup_at = at
+                self.hangup_cause = cause
+                self.hangup_cause_text = text
+                changes.update(hangup_cause=cause, hangup_cause_text=text)
+            case _:
+                pass
+        self.history.append(type(record).__name__)
+        return changes
+
+    def _answer(self, at: float) -> dict[str, object]:
+        if self.answered_at is not None:
+            return {}
+        self.answered_at = at
+        if self.state in (State.dialing, State.ringing):
+            self.state = State.up
+        return {"state": self.state.value, "answered_at": at}
+
+    def send_failed(self, at: float) -> None:
+        """The Originate could not be sent (or its reply never came)."""
+        self.send_failed_at = at
+
+    def settled(self, now: float) -> bool:
+        """Whether enough is known to decide the outcome."""
+        if self.state is State.ended:
+            return False
+        if self.hangup_at is not None:
+            if self.answered_at is not None or self.originate_success is not None:
+                return True
+            if self.hangup_cause in CAUSE_OUTCOMES:
+                return True
+            return now - self.hangup_at >= SETTLE_SECONDS
+        if self.originate_success is False and self.channel is None:
+            return now - (self.originate_at or now) >= SETTLE_SECONDS
+        if self.send_failed_at is not None and self.channel is None:
+            # No event ever tied a channel to this attempt: give Asterisk the
+            # whole ring time to show one before calling it failed.
+            return now - self.send_failed_at >= self.ring_timeout + SETTLE_SECONDS
+        return False
+
+    def finish(self, now: float) -> str:
+        self.state = State.ended
+        self.ended_at = self.hangup_at or now
+        self.outcome = self._decide_outcome()
+        return self.outcome
+
+    def _decide_outcome(self) -> str:
+        if self.bridged_at is not None:
+            return "answered"
+        if self.answered_at is not None:
+            # Live customer, no agent: abandoned whether the dialplan's grace
+            # time ran out or the customer gave up first.
+            self.abandoned = True
+            return "abandoned"
+        if self.hangup_cause in CAUSE_OUTCOMES:
+            return CAUSE_OUTCOMES[self.hangup_cause]
+        if self.originate_reason in REASON_OUTCOMES:
+            return REASON_OUTCOMES[self.originate_reason]
+        return "failed"
+
+    def final_columns(self) -> dict[str, object]:
+        return {
+            "ended_at": self.ended_at,
+            "abandoned": self.abandoned,
+            "agent_id": self.agent_interface,
+            "hangup_cause": self.hangup_cause,
+            "hangup_cause_text": self.hangup_cause_text,
+            "originate_reason": self.originate_reason,
+        }

@@ -1,0 +1,224 @@
+"""How many calls to place now: a pure function of a snapshot and a policy.
+
+Modes:
+- progressive: one call in flight (ringing or answered and waiting) per free agent; an
+  answered customer always finds an agent, so it never abandons.
+- ratio: `ratio` calls in flight per free agent, whatever the statistics say.
+- predictive: forecasts, over the next `horizon` seconds, how many customers will answer
+  (calls ringing now, plus the new calls) and how many agents will be free (free now, plus
+  busy agents finishing talk and wrap-up), and places the most calls for which the
+  forecast answers never outrun the forecast free agents (with `grace` seconds of slack)
+  by more than a safety margin. The margin is `z` standard deviations of the forecast;
+  `z` follows the measured abandon rate: above the target it grows, below it shrinks.
+
+Every mode respects the same hard rules: nothing without a logged-in agent, never above
+`max_lines`, and when the abandon budget is spent (one more abandon would break the
+limit) ratio and predictive fall back to progressive. A cold start (no estimates yet)
+also dials progressively.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+
+from dialer.core.abandon import AbandonState
+from dialer.core.estimators import ELAPSED_BUCKET, CampaignEstimates, Forecast
+
+ABANDON_CEILING = 0.03
+"""The regulators' 3 %: a policy may set a lower limit, a higher one only by override."""
+
+
+class PacingMode(str, Enum):
+    progressive = "progressive"
+    ratio = "ratio"
+    predictive = "predictive"
+
+
+@dataclass(frozen=True, slots=True)
+class BusyAgent:
+    elapsed: float
+    """Seconds since this agent's current call was bridged (talk and wrap-up so far)."""
+    in_wrapup: bool = False
+    wrapup_elapsed: float | None = None
+    """Seconds since wrap-up began, when known; sharpens the forecast of when it ends."""
+
+
+@dataclass(frozen=True)
+class PacingPolicy:
+    mode: PacingMode
+    max_lines: int
+    """Customer calls in progress (ringing, waiting, talking) at most."""
+    ratio: float = 1.0
+    """Ratio mode: calls in flight per free agent."""
+    abandon_limit: float = ABANDON_CEILING
+    """Hard ceiling: above it every mode dials progressively."""
+    abandon_target: float = 0.025
+    """What predictive aims at, under the limit."""
+    grace: float = 2.0
+    """Seconds an answered customer waits for an agent before it counts as abandoned."""
+    horizon: float = 25.0
+    """Seconds ahead the predictive forecast looks: the ring timeout is enough, since a call
+    placed now is answered (or given up) by then."""
+    step: float = 1.0
+    """Seconds between the forecast's time points."""
+    safety: float = 2.0
+    """Predictive: margin in standard deviations of the forecast when on target."""
+    feedback_gain: float = 1.0
+    """Predictive: margin added per standard deviation of abandons above the target."""
+    min_safety: float = 0.0
+    max_safety: float = 6.0
+    max_per_tick: int | None = None
+    """Calls placed in one decision at most (a carrier's calls-per-second limit)."""
+    override_ceiling: bool = False
+    """Allow an abandon limit above 3 %; only where the law allows it."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", PacingMode(self.mode))
+        if self.max_lines < 0:
+            raise ValueError("max_lines must be >= 0")
+        if self.ratio < 1.0:
+            raise ValueError("ratio must be >= 1")
+        if not 0.0 < self.abandon_limit <= 1.0:
+            raise ValueError("abandon_limit must be in (0, 1]")
+        if self.abandon_limit > ABANDON_CEILING and not self.override_ceiling:
+            raise ValueError(
+                f"abandon_limit {self.abandon_limit} is above {ABANDON_CEILING}: set override_ceiling to allow it"
+            )
+        if not 0.0 < self.abandon_target <= self.abandon_limit:
+            raise ValueError("abandon_target must be in (0, abandon_limit]")
+        if self.grace < 0 or self.horizon <= 0 or self.step <= 0:
+            raise ValueError("grace must be >= 0, horizon and step > 0")
+        if self.min_safety > self.max_safety:
+            raise ValueError("min_safety must not exceed max_safety")
+        if self.max_per_tick is not None and self.max_per_tick < 0:
+            raise ValueError("max_per_tick must be >= 0")
+
+
+@dataclass(frozen=True)
+class PacingSnapshot:
+    agents_logged_in: int
+    agents_free: int
+    """Logged in, not paused, not on a call, not in wrap-up."""
+    busy_agents: tuple[BusyAgent, ...]
+    ringing: tuple[float, ...]
+    """Elapsed seconds of each call placed and not yet answered or failed."""
+    waiting_for_agent: int
+    """Answered customers not yet bridged to an agent."""
+    lines_in_use: int
+    """Every customer call in progress."""
+    estimates: CampaignEstimates | None
+    """None at a cold start: the pacing then dials progressively."""
+    abandon: AbandonState
+
+
+def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
+    """How many calls to launch now (never negative)."""
+    if snapshot.agents_logged_in <= 0:
+        return 0
+    room = policy.max_lines - snapshot.lines_in_use
+    if policy.max_per_tick is not None:
+        room = min(room, policy.max_per_tick)
+    if room <= 0:
+        return 0
+    in_flight = len(snapshot.ringing) + snapshot.waiting_for_agent
+    progressive = max(0, snapshot.agents_free - in_flight)
+    limit = min(policy.abandon_limit, snapshot.abandon.limit)
+    if policy.mode is PacingMode.progressive or snapshot.abandon.exhausted(limit):
+        wanted = progressive
+    elif policy.mode is PacingMode.ratio:
+        wanted = max(0, math.floor(policy.ratio * snapshot.agents_free + 1e-9) - in_flight)
+    elif snapshot.estimates is None:
+        wanted = progressive
+    else:
+        # Progressive is always safe (each call has its free agent), so never dial less.
+        wanted = max(progressive, _predictive(snapshot, policy, snapshot.estimates, room))
+    return max(0, min(wanted, room))
+
+
+def safety_margin(abandon: AbandonState, policy: PacingPolicy) -> float:
+    """The predictive margin `z`, in standard deviations of the forecast.
+
+    The feedback term is the count of abandons above the target so far, in standard
+    deviations of that count: the window's own history integrates the error, so a
+    campaign that ran hot dials more cautiously until it is back under target, and one
+    that ran cold dials harder.
+    """
+    target = policy.abandon_target
+    expected = target * abandon.answered
+    excess = (abandon.abandoned - expected) / math.sqrt(expected + 1.0)
+    z = policy.safety + policy.feedback_gain * excess
+    return min(policy.max_safety, max(policy.min_safety, z))
+
+
+@lru_cache(maxsize=64)
+def _offsets(step: float, horizon: float, shift: float) -> tuple[float, ...]:
+    count = int(math.floor(horizon / step + 1e-9))
+    return tuple(i * step + shift for i in range(count + 1))
+
+
+def _predictive(snapshot: PacingSnapshot, policy: PacingPolicy, estimates: CampaignEstimates, room: int) -> int:
+    demand_at = _offsets(policy.step, policy.horizon, 0.0)
+    # An agent who frees up within the grace time after a customer answered still takes
+    # that customer in time: supply at t is agents free by t + grace.
+    supply_at = _offsets(policy.step, policy.horizon, policy.grace)
+    points = len(demand_at)
+
+    demand_rows: list[Forecast] = []
+    for elapsed, count in _bucketed(snapshot.ringing).items():
+        demand_rows.extend([estimates.ring.ringing(elapsed, demand_at)] * count)
+    busy = estimates.busy
+    supply_rows: list[Forecast] = []
+    for agent in snapshot.busy_agents:
+        if agent.in_wrapup:
+            supply_rows.append(busy.wrapping_up(agent.wrapup_elapsed, supply_at))
+        else:
+            supply_rows.append(busy.talking(agent.elapsed, supply_at))
+
+    # Column sums: expected answers (demand) and free agents (supply) by each time point,
+    # and the variance of their difference (independent Bernoulli events).
+    demand = _column_sums([row.p for row in demand_rows], points)
+    supply = _column_sums([row.p for row in supply_rows], points)
+    variance = _column_sums([row.variance for row in demand_rows + supply_rows], points)
+    waiting, free = snapshot.waiting_for_agent, snapshot.agents_free
+    slack = [free + supply[i] - waiting - demand[i] for i in range(points)]
+
+    new_call, new_variance = estimates.ring.new_call(demand_at)
+    z = safety_margin(snapshot.abandon, policy)
+
+    def fits(k: int) -> bool:
+        for i in range(points):
+            spread = variance[i] + k * new_variance[i]
+            if k * new_call[i] + z * math.sqrt(spread) > slack[i] + 1e-9:
+                return False
+        return True
+
+    if not fits(0):
+        return 0
+    low, high = 0, room  # fits(low) holds; find the largest k that fits
+    if fits(high):
+        return high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _bucketed(elapsed_times: Iterable[float]) -> dict[float, int]:
+    counts: dict[float, int] = {}
+    for elapsed in elapsed_times:
+        key = math.floor(elapsed / ELAPSED_BUCKET) * ELAPSED_BUCKET
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _column_sums(rows: list[tuple[float, ...]], points: int) -> list[float]:
+    if not rows:
+        return [0.0] * points
+    return [sum(column) for column in zip(*rows)]

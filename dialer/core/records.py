@@ -1,0 +1,114 @@
+"""Plain event records: what the core learns from Asterisk, with no AMI in sight.
+
+`dialer.ami.events.to_record` builds these from raw AMI events. Every record
+carries `at`, the time (epoch seconds) the shell received it. Customer-call
+records are keyed by `uniqueid`, which is the attempt id because every
+Originate sets `ChannelId` to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OriginateResult:
+    attempt_id: str
+    at: float
+    success: bool
+    reason: int | None
+
+
+@dataclass(frozen=True)
+class ChannelCreated:
+    uniqueid: str
+    at: float
+    channel: str
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    uniqueid: str
+    at: float
+    state: int  # Asterisk channel state: 5 ringing, 6 up
+
+
+@dataclass(frozen=True)
+class ChannelHangup:
+    uniqueid: str
+    at: float
+    cause: int | None
+    cause_text: str | None
+
+
+@dataclass(frozen=True)
+class QueueJoined:
+    uniqueid: str
+    at: float
+    queue: str
+
+
+@dataclass(frozen=True)
+class AgentRinging:
+    uniqueid: str  # the customer's channel
+    at: float
+    queue: str
+    interface: str
+
+
+@dataclass(frozen=True)
+class AgentConnected:
+    uniqueid: str
+    at: float
+    queue: str
+    interface: str
+
+
+@dataclass(frozen=True)
+class AgentCompleted:
+    uniqueid: str
+    at: float
+    queue: str
+    interface: str
+    talk_time: float | None
+
+
+@dataclass(frozen=True)
+class DialerAbandoned:
+    """The dialplan's UserEvent: no agent took the call within the grace time."""
+
+    uniqueid: str
+    at: float
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """A queue member's state (QueueMemberStatus/Added, or a QueueStatus list entry)."""
+
+    at: float
+    queue: str
+    interface: str
+    status: int  # device state: 1 not in use, 2 in use, 6 ringing, 5 unavailable...
+    paused: bool
+    in_call: bool
+
+
+@dataclass(frozen=True)
+class MemberRemoved:
+    at: float
+    queue: str
+    interface: str
+
+
+CallRecord = (
+    OriginateResult
+    | ChannelCreated
+    | ChannelState
+    | ChannelHangup
+    | QueueJoined
+    | AgentRinging
+    | AgentConnected
+    | AgentCompleted
+    | DialerAbandoned
+)
+AgentRecord = MemberStatus | MemberRemoved | AgentRinging | AgentConnected | AgentCompleted

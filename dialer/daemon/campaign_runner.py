@@ -1,0 +1,249 @@
+"""One campaign at run time: leases leads, places calls, follows each attempt.
+
+The decisions (how many to dial, what an attempt's outcome is) are the pure
+core's; this class only gathers the snapshot, performs the I/O and writes
+every state change to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from dialer.ami.errors import AmiError, AmiTimeout
+from dialer.ami.gateway import AmiGateway
+from dialer.config.models import Campaign
+from dialer.core import records as r
+from dialer.core.agents import AgentBoard
+from dialer.core.attempt import Attempt, State, record_key
+from dialer.core.abandon import AbandonState
+from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+from dialer.store.store import Store
+
+log = structlog.get_logger("dialer.campaign")
+
+DIALPLAN_CONTEXT = "dialer-outbound"
+DIALPLAN_EXTEN = "answered"
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass
+class LiveCounts:
+    ringing: int = 0
+    waiting: int = 0
+    talking: int = 0
+
+    @property
+    def lines(self) -> int:
+        return self.ringing + self.waiting + self.talking
+
+
+class CampaignRunner:
+    def __init__(
+        self,
+        campaign: Campaign,
+        campaign_id: int,
+        store: Store,
+        ami: AmiGateway,
+        board: AgentBoard,
+        agent_ids: dict[str, str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self.campaign = campaign
+        self.campaign_id = campaign_id
+        self.store = store
+        self.ami = ami
+        self.board = board
+        self._agent_ids = {k.lower(): v for k, v in agent_ids.items()}  # interface -> agent id
+        self.attempts: dict[str, Attempt] = {}
+        self.placed = 0
+        self.finished_count = 0
+        self.outcomes: dict[str, int] = {}
+        self.answered = 0
+        self.abandoned = 0
+        self.exhausted = False  # no lead was due at the last look
+        self.paused = False
+        self._sends: set[asyncio.Task[None]] = set()
+        self._log = log.bind(campaign=campaign.name)
+
+    # -- pacing ---------------------------------------------------------------
+
+    def live_counts(self) -> LiveCounts:
+        counts = LiveCounts()
+        for attempt in self.attempts.values():
+            if attempt.state in (State.dialing, State.ringing):
+                counts.ringing += 1
+            elif attempt.state is State.up:
+                counts.waiting += 1
+            elif attempt.state is State.bridged:
+                counts.talking += 1
+        return counts
+
+    def snapshot(self, now: float) -> PacingSnapshot:
+        queue = self.campaign.queue
+        members = self.board.in_queue(queue)
+        counts = self.live_counts()
+        return PacingSnapshot(
+            agents_logged_in=len(members),
+            agents_free=sum(1 for a in members if a.free),
+            busy_agents=tuple(
+                BusyAgent(elapsed=max(0.0, now - a.busy_since)) for a in members if a.busy_since is not None
+            ),
+            ringing=tuple(
+                max(0.0, now - a.dialed_at)
+                for a in self.attempts.values()
+                if a.state in (State.dialing, State.ringing)
+            ),
+            waiting_for_agent=counts.waiting,
+            lines_in_use=counts.lines,
+            estimates=None,
+            abandon=AbandonState(answered=self.answered, abandoned=self.abandoned),
+        )
+
+    def policy(self) -> PacingPolicy:
+        dialing = self.campaign.dialing
+        return PacingPolicy(
+            mode=PacingMode(dialing.mode.value),
+            max_lines=dialing.max_lines,
+            ratio=dialing.ratio,
+        )
+
+    async def tick(self, now: float) -> None:
+        await self._settle(now)
+        if self.paused or not self.ami.connected.is_set():
+            return
+        wanted = calls_to_place(self.snapshot(now), self.policy())
+        if wanted <= 0:
+            return
+        leases = await self.store.lease_due_leads(self.campaign_id, wanted, _dt(now))
+        self.exhausted = len(leases) < wanted
+        for lease in leases:
+            attempt = Attempt(
+                id=lease.attempt_id,
+                lead_id=lease.lead_id,
+                phone=lease.phone,
+                queue=self.campaign.queue,
+                dialed_at=now,
+                ring_timeout=self.campaign.dialing.ring_timeout,
+            )
+            self.attempts[attempt.id] = attempt
+            self.placed += 1
+            task = asyncio.create_task(self._originate(attempt))
+            self._sends.add(task)
+            task.add_done_callback(self._sends.discard)
+
+    async def _originate(self, attempt: Attempt) -> None:
+        campaign = self.campaign
+        try:
+            await self.ami.originate(
+                attempt_id=attempt.id,
+                channel=campaign.dial_string(attempt.phone),
+                context=DIALPLAN_CONTEXT,
+                exten=DIALPLAN_EXTEN,
+                timeout_ms=campaign.dialing.ring_timeout * 1000,
+                caller_id=campaign.caller_id,
+                variables={
+                    "DIALER_ATTEMPT": attempt.id,
+                    "DIALER_CAMPAIGN": campaign.name,
+                    "DIALER_QUEUE": campaign.queue,
+                    "DIALER_AGENT_WAIT": str(campaign.dialing.agent_wait),
+                    "DIALER_ABANDON_MSG": campaign.abandon_message,
+                },
+            )
+            self._log.info("call.dialing", attempt=attempt.id, number=attempt.phone)
+        except AmiError as exc:
+            # The Originate may or may not have reached Asterisk (a timeout
+            # says nothing): never send it again, let events or the settle
+            # timer decide.
+            self._log.warning(
+                "call.originate_failed", attempt=attempt.id, error=str(exc), uncertain=isinstance(exc, AmiTimeout)
+            )
+            attempt.send_failed(self._clock())
+
+    # -- events -----------------------------------------------------------------
+
+    def owns(self, uniqueid: str) -> bool:
+        return uniqueid in self.attempts
+
+    async def on_record(self, record: r.CallRecord) -> None:
+        attempt = self.attempts.get(record_key(record))
+        if attempt is None:
+            return
+        changes = attempt.apply(record)
+        if isinstance(record, r.AgentConnected):
+            changes["agent_id"] = self._agent_ids.get(record.interface.lower(), record.interface)
+            self._log.info("call.bridged", attempt=attempt.id, agent=changes["agent_id"])
+        if changes:
+            await self.store.update_attempt(
+                attempt.id, **{k: _dt(v) if k.endswith("_at") else v for k, v in changes.items()}
+            )
+        if isinstance(record, r.ChannelHangup):
+            self.board.ring_ended(attempt.id)
+            await self._settle(record.at)
+
+    async def _settle(self, now: float) -> None:
+        for attempt in [a for a in self.attempts.values() if a.settled(now)]:
+            outcome = attempt.finish(now)
+            columns = attempt.final_columns()
+            if attempt.agent_interface:
+                columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
+            await self.store.finish_attempt(
+                attempt.id,
+                outcome=outcome,
+                lead_state="done",
+                **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
+            )
+            del self.attempts[attempt.id]
+            self.finished_count += 1
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            if attempt.answered_at is not None:
+                self.answered += 1
+                self.abandoned += int(outcome == "abandoned")
+            self._log.info(
+                "call.finished",
+                attempt=attempt.id,
+                number=attempt.phone,
+                outcome=outcome,
+                cause=attempt.hangup_cause,
+                agent=columns.get("agent_id"),
+                ring_s=_round(attempt.answered_at or attempt.ended_at, attempt.dialed_at),
+                talk_s=_round(attempt.ended_at, attempt.bridged_at),
+            )
+
+    async def abort_live(self, now: float) -> int:
+        """At a forced stop: give every attempt still open its final row."""
+        left = list(self.attempts.values())
+        for attempt in left:
+            attempt.finish(now)
+            await self.store.finish_attempt(
+                attempt.id,
+                outcome="interrupted",
+                lead_state="done",
+                **{k: _dt(v) if k.endswith("_at") else v for k, v in attempt.final_columns().items()},
+            )
+            self._log.warning("call.interrupted", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
+        self.attempts.clear()
+        return len(left)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.attempts) or bool(self._sends)
+
+    async def wait_sends(self) -> None:
+        if self._sends:
+            await asyncio.gather(*self._sends, return_exceptions=True)
+
+
+def _round(end: float | None, start: float | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return round(end - start, 2)

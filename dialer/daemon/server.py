@@ -1,0 +1,289 @@
+"""The daemon's lifecycle: startup, main loop, shutdown, each its own step.
+
+Signal handlers only set flags: the first SIGINT/SIGTERM stops placing calls
+and lets the calls in progress finish (up to the drain time), a second one
+ends at once. Every wait is interruptible by shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from dialer.ami.errors import AmiError, AmiLoginFailed
+from dialer.ami.events import WANTED, to_record
+from dialer.ami.gateway import AmiGateway
+from dialer.config.models import Campaign, DialerConfig
+from dialer.core import records as r
+from dialer.core.agents import AgentBoard
+from dialer.core.attempt import record_key
+from dialer.daemon.campaign_runner import CampaignRunner
+from dialer.store.store import Store
+
+log = structlog.get_logger("dialer.daemon")
+
+_AGENT_RECORDS = (r.MemberStatus, r.MemberRemoved, r.AgentRinging, r.AgentConnected, r.AgentCompleted)
+_CALL_RECORDS = (
+    r.OriginateResult,
+    r.ChannelCreated,
+    r.ChannelState,
+    r.ChannelHangup,
+    r.QueueJoined,
+    r.AgentRinging,
+    r.AgentConnected,
+    r.AgentCompleted,
+    r.DialerAbandoned,
+)
+
+
+class StartupError(Exception):
+    """The daemon cannot start (database, AMI login); the message says why."""
+
+
+@dataclass
+class CampaignStatus:
+    name: str
+    total: int
+    done: int
+    placed: int
+    ringing: int
+    waiting: int
+    talking: int
+    outcomes: dict[str, int] = field(default_factory=dict)
+    finished: bool = False
+
+
+@dataclass
+class Status:
+    campaigns: list[CampaignStatus]
+    agents_logged_in: int
+    agents_busy: int
+    ami_connected: bool
+    elapsed: float
+
+
+ProgressCallback = Callable[[Status], None]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DialerConfig,
+        campaigns: dict[str, Campaign],
+        *,
+        until_done: bool = False,
+        on_progress: ProgressCallback | None = None,
+        drain_timeout: float = 30.0,
+        login_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.campaigns = campaigns
+        self.until_done = until_done
+        self.on_progress = on_progress
+        self.drain_timeout = drain_timeout
+        self.login_timeout = login_timeout
+        self.clock = clock
+        self.should_exit = False
+        self.force_exit = False
+        self.store: Store | None = None
+        self.ami: AmiGateway | None = None
+        self.board = AgentBoard({a.id: a.interface for a in config.agents})
+        self.runners: dict[str, CampaignRunner] = {}
+        self._stop_ami = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started_at = clock()
+        self._status: Status | None = None
+
+    # -- signals ------------------------------------------------------------------
+
+    def handle_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            log.warning("daemon.force_exit")
+        else:
+            self.should_exit = True
+            log.info("daemon.stopping", drain_timeout=self.drain_timeout)
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        try:
+            await self.startup()
+        except StartupError:
+            await self.shutdown()
+            raise
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+        return 0
+
+    async def startup(self) -> None:
+        try:
+            self.store = await Store.open(self.config.database.url)
+        except Exception as exc:  # translated: StoreError and driver errors alike
+            raise StartupError(str(exc)) from exc
+        now = self.clock()
+        closed = await self.store.close_interrupted(datetime.fromtimestamp(now, UTC))
+        if closed:
+            log.warning("daemon.closed_interrupted_attempts", count=closed)
+        await self.store.sync_agents(self.config.agents, datetime.fromtimestamp(now, UTC))
+
+        server = self.config.ami[0]
+        self.ami = AmiGateway(server, wanted_events=WANTED, clock=self.clock)
+        self.ami.on_login(self._after_login)
+        agent_ids = {a.interface: a.id for a in self.config.agents}
+        for campaign in self.campaigns.values():
+            if not campaign.enabled:
+                continue
+            campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
+            self.runners[campaign.name] = CampaignRunner(
+                campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock
+            )
+        # The first login is checked here so a wrong secret or host fails the
+        # start loudly; later reconnects are the supervisor's business.
+        try:
+            await self.ami.connect_once()
+        except AmiLoginFailed as exc:
+            raise StartupError(str(exc)) from exc
+        except AmiError as exc:
+            raise StartupError(f"{exc} (is Asterisk running?)") from exc
+        await self.ami.close()
+        self._tasks.append(asyncio.create_task(self.ami.run(self._stop_ami), name="ami"))
+        self._tasks.append(asyncio.create_task(self._consume_events(), name="events"))
+        try:
+            await asyncio.wait_for(self.ami.connected.wait(), self.login_timeout)
+        except asyncio.TimeoutError as exc:
+            raise StartupError(f"no AMI login within {self.login_timeout} s: {self.ami.last_error}") from exc
+        log.info("daemon.started", campaigns=list(self.runners), agents=len(self.config.agents))
+
+    async def main_loop(self) -> None:
+        next_progress = 0.0
+        while not self.should_exit:
+            now = self.clock()
+            for runner in self.runners.values():
+                try:
+                    await runner.tick(now)
+                except Exception:
+                    log.exception("campaign.tick_failed", campaign=runner.campaign.name)
+            if now >= next_progress:
+                next_progress = now + 1.0
+                status = await self.status()
+                if self.on_progress:
+                    self.on_progress(status)
+                if self.until_done and all(c.finished for c in status.campaigns):
+                    log.info("daemon.all_campaigns_done")
+                    return
+            await self._sleep(self.config.tick_interval)
+
+    async def shutdown(self) -> None:
+        for runner in self.runners.values():
+            runner.paused = True
+        deadline = self.clock() + self.drain_timeout
+        while any(r.busy for r in self.runners.values()) and not self.force_exit and self.clock() < deadline:
+            now = self.clock()
+            for runner in self.runners.values():
+                await runner.tick(now)
+            await self._sleep(0.2)
+        for runner in self.runners.values():
+            await runner.wait_sends()
+            left = await runner.abort_live(self.clock())
+            if left:
+                log.warning("daemon.attempts_left_open", campaign=runner.campaign.name, count=left)
+        self._stop_ami.set()
+        for task in self._tasks:
+            task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, result in zip(self._tasks, results):
+            if isinstance(result, Exception):
+                log.error("daemon.task_failed", task=task.get_name(), error=repr(result))
+        self._tasks.clear()
+        if self.ami is not None:
+            await self.ami.close()
+        if self.store is not None:
+            if self.on_progress and self.runners:
+                self.on_progress(await self.status())
+            await self.store.close()
+        log.info("daemon.stopped")
+
+    # -- internals ---------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _after_login(self) -> None:
+        assert self.ami is not None
+        self.board.logged_out_all()
+        queues: set[str] = set()
+        for agent in self.config.agents:
+            for queue in agent.queues:
+                await self.ami.queue_add(queue, agent.interface, agent.id, agent.penalty)
+                queues.add(queue)
+        now = self.clock()
+        for queue in sorted(queues):
+            for member in await self.ami.queue_members(queue):
+                member.setdefault("Event", "QueueMember")
+                record = to_record(member, now)
+                if isinstance(record, r.MemberStatus):
+                    self.board.apply(record)
+
+    async def _consume_events(self) -> None:
+        assert self.ami is not None
+        while True:
+            raw, at = await self.ami.events.get()
+            record = to_record(raw, at)
+            if record is None:
+                continue
+            try:
+                if isinstance(record, _AGENT_RECORDS):
+                    agent = self.board.apply(record)
+                    if agent is not None and self.store is not None:
+                        await self.store.set_agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))
+                if isinstance(record, _CALL_RECORDS):
+                    key = record_key(record)
+                    for runner in self.runners.values():
+                        if runner.owns(key):
+                            await runner.on_record(record)
+                            break
+            except Exception:
+                log.exception("daemon.event_failed", event=raw.get("Event"))
+
+    async def status(self) -> Status:
+        assert self.store is not None
+        campaigns = []
+        for runner in self.runners.values():
+            progress = await self.store.progress(runner.campaign_id)
+            counts = runner.live_counts()
+            campaigns.append(
+                CampaignStatus(
+                    name=runner.campaign.name,
+                    total=progress.pending + progress.leased + progress.done,
+                    done=progress.done,
+                    placed=runner.placed,
+                    ringing=counts.ringing,
+                    waiting=counts.waiting,
+                    talking=counts.talking,
+                    outcomes=progress.outcomes,
+                    finished=progress.finished and not runner.busy,
+                )
+            )
+        agents = [a for a in self.board.agents() if a.queues]
+        return Status(
+            campaigns=campaigns,
+            agents_logged_in=len(agents),
+            agents_busy=sum(1 for a in agents if not a.free),
+            ami_connected=bool(self.ami and self.ami.connected.is_set()),
+            elapsed=self.clock() - self._started_at,
+        )

@@ -1,0 +1,80 @@
+"""A campaign's report, computed from its stored attempts and leads (pure)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+# Outcomes in which a live person answered: the abandon rate's denominator.
+LIVE_ANSWER_OUTCOMES = ("answered", "abandoned")
+
+
+def _seconds(end: datetime | None, start: datetime | None) -> float | None:
+    if end is None or start is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    outcomes = Counter(a["outcome"] for a in attempts if a["outcome"])
+    live = sum(outcomes[o] for o in LIVE_ANSWER_OUTCOMES)
+    agents = Counter(a["agent_id"] for a in attempts if a["outcome"] == "answered" and a["agent_id"])
+    talk = [
+        s for a in attempts if a["outcome"] == "answered" and (s := _seconds(a["ended_at"], a["bridged_at"])) is not None
+    ]
+    lead_states = Counter(lead["state"] for lead in leads)
+    return {
+        "campaign": name,
+        "leads": {
+            "total": len(leads),
+            "pending": lead_states.get("pending", 0),
+            "in_progress": lead_states.get("leased", 0),
+            "done": lead_states.get("done", 0),
+        },
+        "attempts": len(attempts),
+        "in_progress": sum(1 for a in attempts if not a["outcome"]),
+        "outcomes": dict(sorted(outcomes.items())),
+        "live_answered": live,
+        "abandoned": outcomes.get("abandoned", 0),
+        "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
+        "calls_per_agent": dict(sorted(agents.items())),
+        "mean_talk_seconds": round(sum(talk) / len(talk), 2) if talk else None,
+        "calls": [
+            {
+                "attempt": a["id"],
+                "number": a["phone"],
+                "attempt_no": a["attempt_no"],
+                "outcome": a["outcome"],
+                "hangup_cause": a["hangup_cause"],
+                "agent": a["agent_id"],
+                "dialed_at": a["dialed_at"].isoformat() + "Z" if a["dialed_at"] else None,
+                "ring_seconds": _seconds(a["answered_at"] or a["ended_at"], a["dialed_at"]),
+                "wait_for_agent_seconds": _seconds(a["bridged_at"], a["answered_at"]),
+                "talk_seconds": _seconds(a["ended_at"], a["bridged_at"]),
+            }
+            for a in attempts
+        ],
+    }
+
+
+def render_text(report: dict[str, Any]) -> str:
+    leads = report["leads"]
+    lines = [
+        f"Campaign {report['campaign']}",
+        f"  leads     {leads['total']} total, {leads['done']} done, {leads['pending']} pending, "
+        f"{leads['in_progress']} in progress",
+        f"  attempts  {report['attempts']}",
+    ]
+    for outcome, count in report["outcomes"].items():
+        lines.append(f"    {outcome:<12} {count}")
+    lines.append(
+        f"  abandon rate {report['abandon_rate']:.2%} ({report['abandoned']} of {report['live_answered']} live answers)"
+    )
+    if report["calls_per_agent"]:
+        per_agent = ", ".join(f"{agent} {n}" for agent, n in report["calls_per_agent"].items())
+        lines.append(f"  calls per agent: {per_agent}")
+    if report["mean_talk_seconds"] is not None:
+        lines.append(f"  mean talk time {report['mean_talk_seconds']} s")
+    return "\n".join(lines)

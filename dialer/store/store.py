@@ -1,0 +1,380 @@
+"""The store: every read and write the daemon and the CLI make to the database.
+
+Callers get plain dataclasses back, never SQLAlchemy rows, and database
+errors are translated to `StoreError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dialer.store import migrate
+from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
+
+
+class StoreError(Exception):
+    """The database could not be opened, read or written."""
+
+
+class UnknownCampaign(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no campaign named {name!r} in the database")
+        self.name = name
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+@dataclass(frozen=True)
+class Lease:
+    attempt_id: str
+    lead_id: int
+    phone: str
+    attempt_no: int
+    customer_name: str | None
+    tier: str | None
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    added: int
+    already_in_campaign: int
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    pending: int
+    leased: int
+    done: int
+    outcomes: dict[str, int]
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0 and self.leased == 0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets `dialer report` read while the daemon writes; foreign keys are
+    # off by default in SQLite.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str, *, upgrade: bool = True) -> "Store":
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_async_engine(url)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"cannot use database URL: {exc}") from exc
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        if upgrade:
+            try:
+                await migrate.upgrade(engine)
+            except (SQLAlchemyError, OSError) as exc:
+                await engine.dispose()
+                raise StoreError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; database errors leave here as StoreError."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database read failed: {exc}") from exc
+
+    # -- campaigns -------------------------------------------------------
+
+    async def sync_campaign(self, name: str, type_: str) -> int:
+        """Create the campaign's row if needed; return its id."""
+        now = utcnow()
+        async with self._write() as conn:
+            row = (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).first()
+            if row:
+                await conn.execute(
+                    update(campaigns).where(campaigns.c.id == row.id).values(type=type_, updated_at=now)
+                )
+                return row.id
+            result = await conn.execute(
+                insert(campaigns).values(name=name, type=type_, created_at=now, updated_at=now)
+            )
+            return result.inserted_primary_key[0]
+
+    async def campaign_id(self, name: str) -> int:
+        async with self._read() as conn:
+            row = (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).first()
+        if row is None:
+            raise UnknownCampaign(name)
+        return row.id
+
+    # -- leads -----------------------------------------------------------
+
+    async def import_leads(self, campaign_id: int, rows: Iterable[Any]) -> ImportSummary:
+        """Add parsed lead rows (see `dialer.leads.csv_import.LeadRow`) in one transaction.
+
+        A customer is keyed by phone number and shared across campaigns; a
+        number already in this campaign is left as it is.
+        """
+        now = utcnow()
+        added = existing = 0
+        async with self._write() as conn:
+            for row in rows:
+                customer = (
+                    await conn.execute(select(customers.c.id).where(customers.c.phone == row.phone))
+                ).first()
+                fields = {
+                    "name": row.name,
+                    "external_id": row.customer_id,
+                    "tier": row.tier,
+                    "value": float(row.value) if row.value is not None else None,
+                    "timezone": row.timezone,
+                }
+                if customer is None:
+                    result = await conn.execute(
+                        insert(customers).values(phone=row.phone, created_at=now, **fields)
+                    )
+                    customer_id = result.inserted_primary_key[0]
+                else:
+                    customer_id = customer.id
+                    known = {k: v for k, v in fields.items() if v is not None}
+                    if known:
+                        await conn.execute(
+                            update(customers).where(customers.c.id == customer_id).values(**known)
+                        )
+                in_campaign = (
+                    await conn.execute(
+                        select(leads.c.id).where(
+                            leads.c.campaign_id == campaign_id, leads.c.customer_id == customer_id
+                        )
+                    )
+                ).first()
+                if in_campaign:
+                    existing += 1
+                    continue
+                await conn.execute(
+                    insert(leads).values(
+                        campaign_id=campaign_id,
+                        customer_id=customer_id,
+                        phone=row.phone,
+                        state="pending",
+                        attempts=0,
+                        data=dict(row.data),
+                        created_at=now,
+                    )
+                )
+                added += 1
+        return ImportSummary(added=added, already_in_campaign=existing)
+
+    async def lease_due_leads(self, campaign_id: int, limit: int, now: datetime) -> list[Lease]:
+        """Lease up to `limit` due leads and write their attempt rows, in one transaction.
+
+        The attempt row exists before any Originate leaves, so a crash after
+        this point can never lose the fact that a number may have been dialed.
+        """
+        if limit <= 0:
+            return []
+        now = _naive_utc(now)
+        leased: list[Lease] = []
+        async with self._write() as conn:
+            rows = (
+                await conn.execute(
+                    select(leads.c.id, leads.c.phone, leads.c.attempts, customers.c.name, customers.c.tier)
+                    .join(customers, customers.c.id == leads.c.customer_id)
+                    .where(
+                        leads.c.campaign_id == campaign_id,
+                        leads.c.state == "pending",
+                        (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= now),
+                    )
+                    .order_by(leads.c.next_attempt_at.is_not(None), leads.c.next_attempt_at, leads.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            for row in rows:
+                attempt_id = uuid.uuid4().hex
+                attempt_no = row.attempts + 1
+                claimed = await conn.execute(
+                    update(leads)
+                    .where(leads.c.id == row.id, leads.c.state == "pending")
+                    .values(state="leased", lease_attempt_id=attempt_id, attempts=attempt_no)
+                )
+                if claimed.rowcount != 1:
+                    continue  # another writer leased it between our read and this update
+                await conn.execute(
+                    insert(call_attempts).values(
+                        id=attempt_id,
+                        lead_id=row.id,
+                        campaign_id=campaign_id,
+                        phone=row.phone,
+                        attempt_no=attempt_no,
+                        state="dialing",
+                        dialed_at=now,
+                        abandoned=False,
+                    )
+                )
+                leased.append(Lease(attempt_id, row.id, row.phone, attempt_no, row.name, row.tier))
+        return leased
+
+    async def update_attempt(self, attempt_id: str, **values: Any) -> None:
+        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        async with self._write() as conn:
+            await conn.execute(update(call_attempts).where(call_attempts.c.id == attempt_id).values(**values))
+
+    async def finish_attempt(
+        self,
+        attempt_id: str,
+        *,
+        outcome: str,
+        lead_state: str,
+        next_attempt_at: datetime | None = None,
+        **values: Any,
+    ) -> None:
+        """Write an attempt's final outcome and its lead's next state in one transaction."""
+        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        async with self._write() as conn:
+            await conn.execute(
+                update(call_attempts)
+                .where(call_attempts.c.id == attempt_id)
+                .values(state="ended", outcome=outcome, **values)
+            )
+            await conn.execute(
+                update(leads)
+                .where(leads.c.lease_attempt_id == attempt_id)
+                .values(
+                    state=lead_state,
+                    lease_attempt_id=None,
+                    final_outcome=outcome if lead_state == "done" else None,
+                    next_attempt_at=_naive_utc(next_attempt_at) if next_attempt_at else None,
+                )
+            )
+
+    async def close_interrupted(self, now: datetime) -> int:
+        """Close attempts a previous run left open.
+
+        Until start-up reconciles leases with Asterisk's channel list, an
+        attempt whose fate is unknown is closed as `interrupted` and its lead
+        is not dialed again automatically: calling someone twice is worse than
+        missing a call.
+        """
+        now = _naive_utc(now)
+        async with self._write() as conn:
+            open_ids = (
+                await conn.execute(select(call_attempts.c.id).where(call_attempts.c.state != "ended"))
+            ).scalars().all()
+            for attempt_id in open_ids:
+                await conn.execute(
+                    update(call_attempts)
+                    .where(call_attempts.c.id == attempt_id)
+                    .values(state="ended", outcome="interrupted", ended_at=now)
+                )
+                await conn.execute(
+                    update(leads)
+                    .where(leads.c.lease_attempt_id == attempt_id)
+                    .values(state="done", lease_attempt_id=None, final_outcome="interrupted")
+                )
+        return len(open_ids)
+
+    async def progress(self, campaign_id: int) -> CampaignProgress:
+        async with self._read() as conn:
+            states = dict(
+                (
+                    await conn.execute(
+                        select(leads.c.state, func.count())
+                        .where(leads.c.campaign_id == campaign_id)
+                        .group_by(leads.c.state)
+                    )
+                ).all()
+            )
+            outcomes = dict(
+                (
+                    await conn.execute(
+                        select(call_attempts.c.outcome, func.count())
+                        .where(call_attempts.c.campaign_id == campaign_id, call_attempts.c.outcome.is_not(None))
+                        .group_by(call_attempts.c.outcome)
+                    )
+                ).all()
+            )
+        return CampaignProgress(
+            pending=states.get("pending", 0),
+            leased=states.get("leased", 0),
+            done=states.get("done", 0),
+            outcomes=outcomes,
+        )
+
+    async def attempts(self, campaign_id: int) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(call_attempts)
+                    .where(call_attempts.c.campaign_id == campaign_id)
+                    .order_by(call_attempts.c.dialed_at, call_attempts.c.id)
+                )
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def leads(self, campaign_id: int) -> list[dict[str, Any]]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(select(leads).where(leads.c.campaign_id == campaign_id).order_by(leads.c.id))
+            ).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- agents ----------------------------------------------------------
+
+    async def sync_agents(self, configured: Sequence[Any], now: datetime) -> None:
+        now = _naive_utc(now)
+        async with self._write() as conn:
+            for agent in configured:
+                exists = (await conn.execute(select(agents.c.id).where(agents.c.id == agent.id))).first()
+                values = {"name": agent.name, "interface": agent.interface}
+                if exists:
+                    await conn.execute(update(agents).where(agents.c.id == agent.id).values(**values))
+                else:
+                    await conn.execute(
+                        insert(agents).values(id=agent.id, state="logged_out", state_changed_at=now, **values)
+                    )
+
+    async def set_agent_state(self, agent_id: str, state: str, now: datetime) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                update(agents).where(agents.c.id == agent_id).values(state=state, state_changed_at=_naive_utc(now))
+            )

@@ -1,0 +1,28 @@
+"""The session's Asterisk sandbox: built (or reused) once, torn down at the end."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from dialer.sandbox import Sandbox, SandboxPorts, SandboxState
+
+# Far from the defaults, so a developer's own `dialer sandbox up` keeps running.
+PORT_OFFSET = 200
+
+
+@pytest.fixture(scope="session")
+def sandbox_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    handle = Sandbox(tmp_path_factory.mktemp("sandbox"), ports=SandboxPorts.offset(PORT_OFFSET), agents=3)
+    handle.up(progress=lambda message: print(f"[sandbox] {message}", file=sys.stderr))
+    try:
+        yield handle
+    finally:
+        handle.down()
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_handle: Sandbox) -> SandboxState:
+    return sandbox_handle.state()
