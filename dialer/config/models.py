@@ -111,15 +111,30 @@ class DialingMode(str, Enum):
     predictive = "predictive"
 
 
+MIN_RING_SECONDS = 15
+
+
 class DialingConfig(_Strict):
     mode: DialingMode = DialingMode.progressive
-    ring_timeout: int = Field(25, ge=5, le=120, description="seconds a customer's phone rings")
+    ring_timeout: int = Field(25, ge=1, le=120, description="seconds a customer's phone rings")
+    allow_short_ring: bool = Field(
+        False, description="allow ring_timeout under 15 s (test labs only: the rules want 15 s or more)"
+    )
     max_lines: int = Field(10, ge=1, le=1000, description="calls in progress at most")
     ratio: float = Field(1.0, ge=1.0, le=5.0, description="lines per free agent in ratio mode")
     agent_wait: int = Field(
         2, ge=1, le=30,
         description="seconds an answered customer waits for an agent before the abandon message",
     )
+
+    @model_validator(mode="after")
+    def _ring_long_enough(self) -> "DialingConfig":
+        if self.ring_timeout < MIN_RING_SECONDS and not self.allow_short_ring:
+            raise ValueError(
+                f"ring_timeout {self.ring_timeout} is under {MIN_RING_SECONDS} s; rules for automated "
+                "calling want at least 15 s (set allow_short_ring: true only in a test lab)"
+            )
+        return self
 
 
 class Campaign(_Strict):

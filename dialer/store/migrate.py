@@ -23,7 +23,7 @@ def alembic_config(url: str | None = None) -> Config:
 def _upgrade(connection: Connection) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, "heads")
 
 
 async def upgrade(engine: AsyncEngine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 
@@ -9,8 +10,9 @@ import pytest
 
 from dialer.sandbox import Sandbox, SandboxPorts, SandboxState
 
-# Far from the defaults, so a developer's own `dialer sandbox up` keeps running.
-PORT_OFFSET = 200
+# Far from the defaults, so a developer's own `dialer sandbox up` keeps running;
+# DIALER_TEST_PORT_OFFSET lets two test runs share one machine.
+PORT_OFFSET = int(os.environ.get("DIALER_TEST_PORT_OFFSET", "200"))
 
 
 @pytest.fixture(scope="session")
