@@ -11,9 +11,24 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from dialer.config.campaign_rules import (
+    DEFAULT_DISPOSITIONS,
+    DEFAULT_RETRIES,
+    CallbackConfig,
+    CallingHours,
+    DispositionAction,
+    EventKind,
+    NumberRules,
+    RetryConfig,
+    RetryOutcome,
+    check_disposition_codes,
+)
+from dialer.leads.phone_numbers import check_region
+from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
 
 
 class _Strict(BaseModel):
@@ -79,6 +94,37 @@ class AgentConfig(_Strict):
     penalty: int = Field(0, ge=0)
 
 
+class HttpConfig(_Strict):
+    """The control API, /metrics and the health checks (one HTTP server in the daemon)."""
+
+    bind: str = "127.0.0.1"
+    port: int = Field(8321, ge=0, le=65535, description="0 picks a free port (tests)")
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    token_env: str | None = None
+    metrics_need_token: bool = Field(
+        False, description="ask for the token on /metrics too (health checks never need it)"
+    )
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> "HttpConfig":
+        given = [s for s in (self.token, self.token_file, self.token_env) if s is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of token, token_file, token_env")
+        return self
+
+    def resolve_token(self) -> str:
+        """The token's value; read on each request so a rotated file is picked up."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            return self.token_file.read_text().strip()
+        value = os.environ.get(self.token_env or "")
+        if not value:
+            raise LookupError(f"environment variable {self.token_env} is not set")
+        return value
+
+
 class DialerConfig(_Strict):
     ami: list[AmiServer] = Field(min_length=1, max_length=1)
     database: DatabaseConfig = DatabaseConfig()
@@ -87,6 +133,21 @@ class DialerConfig(_Strict):
     agents: list[AgentConfig] = []
     tick_interval: float = Field(0.5, gt=0, le=10)
     """How often the main loop re-evaluates pacing, in seconds."""
+    default_region: str | None = None
+    """ISO country code for lead numbers written without +, unless the campaign sets its own."""
+    drain_timeout: float = Field(30.0, ge=0, le=3600)
+    """On SIGTERM, seconds calls in progress may take to finish before they are cut off."""
+    http: HttpConfig | None = None
+    """The control API; off when absent."""
+    agi: AgiConfig = AgiConfig()
+    """The FastAGI server the dialplan's IVR reaches (issue 6)."""
+    ivr: IvrConfig = IvrConfig()
+    """IVR flows and rendered prompts (issue 6)."""
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, region: str | None) -> str | None:
+        return None if region is None else check_region(region)
 
     @field_validator("agents")
     @classmethod
@@ -112,28 +173,52 @@ class DialingMode(str, Enum):
 
 
 MIN_RING_SECONDS = 15
+LEGAL_ABANDON_CEILING = 0.03
 
 
 class DialingConfig(_Strict):
     mode: DialingMode = DialingMode.progressive
-    ring_timeout: int = Field(25, ge=1, le=120, description="seconds a customer's phone rings")
+    # Declared before ring_timeout so its validator can see it.
     allow_short_ring: bool = Field(
         False, description="allow ring_timeout under 15 s (test labs only: the rules want 15 s or more)"
     )
+    ring_timeout: int = Field(25, ge=1, le=120, description="seconds a customer's phone rings")
     max_lines: int = Field(10, ge=1, le=1000, description="calls in progress at most")
     ratio: float = Field(1.0, ge=1.0, le=5.0, description="lines per free agent in ratio mode")
     agent_wait: int = Field(
         2, ge=1, le=30,
         description="seconds an answered customer waits for an agent before the abandon message",
     )
+    abandon_target: float = Field(
+        0.025, gt=0, le=1, description="abandon rate the predictive mode aims at (fraction of live answers)"
+    )
+    abandon_limit: float = Field(0.03, gt=0, le=1, description="hard ceiling on the abandon rate")
+    abandon_window: Literal["30d", "24h"] = Field(
+        "30d", description="rolling window of the abandon rate: 30 days (US) or 24 hours (UK)"
+    )
+    override_ceiling: bool = Field(
+        False, description="allow abandon_limit above 3 % (only where the rules applying to you allow it)"
+    )
+
+    @field_validator("ring_timeout")
+    @classmethod
+    def _ring_long_enough(cls, ring_timeout: int, info: ValidationInfo) -> int:
+        if ring_timeout < MIN_RING_SECONDS and not info.data.get("allow_short_ring", False):
+            raise ValueError(
+                f"under {MIN_RING_SECONDS} s; rules for automated calling want at least "
+                f"{MIN_RING_SECONDS} s (allow_short_ring: true allows it in a test lab)"
+            )
+        return ring_timeout
 
     @model_validator(mode="after")
-    def _ring_long_enough(self) -> "DialingConfig":
-        if self.ring_timeout < MIN_RING_SECONDS and not self.allow_short_ring:
+    def _abandon_limits(self) -> "DialingConfig":
+        if self.abandon_limit > LEGAL_ABANDON_CEILING and not self.override_ceiling:
             raise ValueError(
-                f"ring_timeout {self.ring_timeout} is under {MIN_RING_SECONDS} s; rules for automated "
-                "calling want at least 15 s (set allow_short_ring: true only in a test lab)"
+                f"abandon_limit {self.abandon_limit} is over {LEGAL_ABANDON_CEILING}; "
+                "set override_ceiling: true only if the rules that apply to you allow it"
             )
+        if self.abandon_target > self.abandon_limit:
+            raise ValueError(f"abandon_target {self.abandon_target} is over abandon_limit {self.abandon_limit}")
         return self
 
 
@@ -147,7 +232,36 @@ class Campaign(_Strict):
     abandon_message: str = Field(
         "dialer-abandon", description="sound file played when no agent is free in time"
     )
+    abandon_text: str | None = Field(
+        None, min_length=1, max_length=1000,
+        description="abandon message as text (who is calling, a number to call back); rendered to sound, "
+        "and played instead of abandon_message",
+    )
+    ivr: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]+$", description="IVR flow (ivr/<flow>.yaml name) answered calls go to, not the queue"
+    )
+    amd: AmdConfig = AmdConfig()
     dialing: DialingConfig = DialingConfig()
+    # Calling rules: see dialer/config/campaign_rules.py and docs/campaign-rules.md.
+    calling_hours: CallingHours = CallingHours()
+    numbers: NumberRules = NumberRules()
+    retries: dict[RetryOutcome, RetryConfig] = dict(DEFAULT_RETRIES)
+    dispositions: dict[str, DispositionAction] = dict(DEFAULT_DISPOSITIONS)
+    callbacks: CallbackConfig = CallbackConfig()
+    revisit: dict[EventKind, int] = Field({}, description="event kind -> days after the event to call")
+
+    @field_validator("dispositions")
+    @classmethod
+    def _disposition_codes(cls, codes: dict[str, DispositionAction]) -> dict[str, DispositionAction]:
+        return check_disposition_codes(codes)
+
+    @field_validator("revisit")
+    @classmethod
+    def _revisit_days(cls, revisit: dict[str, int]) -> dict[str, int]:
+        for kind, days in revisit.items():
+            if not 0 <= days <= 365:
+                raise ValueError(f"{kind}: days must be within 0..365, got {days}")
+        return revisit
 
     @field_validator("trunk")
     @classmethod

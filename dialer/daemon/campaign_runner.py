@@ -21,13 +21,17 @@ from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import Attempt, State, record_key
-from dialer.core.abandon import AbandonState
+from dialer.core.abandon import AbandonWindow
+from dialer.core.estimators import AttemptOutcome, CampaignStats
 from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
 from dialer.store.store import Store
 
 log = structlog.get_logger("dialer.campaign")
 
 DIALPLAN_CONTEXT = "dialer-outbound"
+ABANDON_WINDOWS = {"30d": 30 * 86400.0, "24h": 86400.0}
+# Outcomes the pacing's statistics know; others (interrupted...) teach it nothing.
+_LEARNABLE = {o.value for o in AttemptOutcome}
 DIALPLAN_EXTEN = "answered"
 
 
@@ -68,8 +72,8 @@ class CampaignRunner:
         self.placed = 0
         self.finished_count = 0
         self.outcomes: dict[str, int] = {}
-        self.answered = 0
-        self.abandoned = 0
+        self.stats = CampaignStats()
+        self.abandon_window = AbandonWindow(window=ABANDON_WINDOWS[campaign.dialing.abandon_window])
         self.exhausted = False  # no lead was due at the last look
         self.paused = False
         self._sends: set[asyncio.Task[None]] = set()
@@ -105,8 +109,8 @@ class CampaignRunner:
             ),
             waiting_for_agent=counts.waiting,
             lines_in_use=counts.lines,
-            estimates=None,
-            abandon=AbandonState(answered=self.answered, abandoned=self.abandoned),
+            estimates=self.stats.estimates(),
+            abandon=self.abandon_window.state(now, self.campaign.dialing.abandon_limit),
         )
 
     def policy(self) -> PacingPolicy:
@@ -115,7 +119,38 @@ class CampaignRunner:
             mode=PacingMode(dialing.mode.value),
             max_lines=dialing.max_lines,
             ratio=dialing.ratio,
+            abandon_limit=dialing.abandon_limit,
+            abandon_target=dialing.abandon_target,
+            grace=float(dialing.agent_wait),
+            override_ceiling=dialing.override_ceiling,
         )
+
+    def learn(
+        self, outcome: str, dialed: float, answered: float | None, bridged: float | None, ended: float
+    ) -> None:
+        """Teach the pacing one finished attempt (also used to restore memory at start-up)."""
+        if outcome not in _LEARNABLE:
+            return
+        self.stats.observe_attempt(outcome, max(0.0, (answered if answered is not None else ended) - dialed))
+        if answered is not None:
+            self.abandon_window.record(ended, abandoned=outcome == "abandoned")
+        if bridged is not None:
+            self.stats.observe_talk(max(0.0, ended - bridged))
+            # Wrap-up is the queue's wrapuptime, 0 in the shipped queues.conf.
+            self.stats.observe_wrapup(0.0)
+
+    async def restore_memory(self, now: float) -> None:
+        """Rebuild the statistics and abandon window from stored attempts after a restart."""
+        window = ABANDON_WINDOWS[self.campaign.dialing.abandon_window]
+        rows = await self.store.recent_attempts(self.campaign_id, _dt(now - window), limit=self.stats.window)
+        for row in rows:
+            self.learn(
+                row["outcome"],
+                _epoch(row["dialed_at"]),
+                _epoch(row["answered_at"]),
+                _epoch(row["bridged_at"]),
+                _epoch(row["ended_at"]),
+            )
 
     async def tick(self, now: float) -> None:
         await self._settle(now)
@@ -171,6 +206,10 @@ class CampaignRunner:
 
     # -- events -----------------------------------------------------------------
 
+    def set_agents(self, agent_ids: dict[str, str]) -> None:
+        """Agents changed at a config reload: interface -> agent id."""
+        self._agent_ids = {k.lower(): v for k, v in agent_ids.items()}
+
     def owns(self, uniqueid: str) -> bool:
         return uniqueid in self.attempts
 
@@ -205,9 +244,7 @@ class CampaignRunner:
             del self.attempts[attempt.id]
             self.finished_count += 1
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-            if attempt.answered_at is not None:
-                self.answered += 1
-                self.abandoned += int(outcome == "abandoned")
+            self.learn(outcome, attempt.dialed_at, attempt.answered_at, attempt.bridged_at, attempt.ended_at or now)
             self._log.info(
                 "call.finished",
                 attempt=attempt.id,
@@ -241,6 +278,11 @@ class CampaignRunner:
     async def wait_sends(self) -> None:
         if self._sends:
             await asyncio.gather(*self._sends, return_exceptions=True)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    # The store keeps naive UTC datetimes.
+    return None if moment is None else moment.replace(tzinfo=UTC).timestamp()
 
 
 def _round(end: float | None, start: float | None) -> float | None:

@@ -23,6 +23,9 @@ from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import record_key
 from dialer.daemon.campaign_runner import CampaignRunner
+from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, reload_config
+from dialer.daemon.systemd import Notifier
+from dialer.metrics import DaemonMetrics
 from dialer.store.store import Store
 
 log = structlog.get_logger("dialer.daemon")
@@ -56,6 +59,7 @@ class CampaignStatus:
     talking: int
     outcomes: dict[str, int] = field(default_factory=dict)
     finished: bool = False
+    state: str = "running"
 
 
 @dataclass
@@ -78,15 +82,27 @@ class Daemon:
         *,
         until_done: bool = False,
         on_progress: ProgressCallback | None = None,
-        drain_timeout: float = 30.0,
+        drain_timeout: float | None = None,
         login_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        watch_campaigns: bool = False,
+        config_path: Path | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.campaigns = campaigns
         self.until_done = until_done
         self.on_progress = on_progress
-        self.drain_timeout = drain_timeout
+        self.drain_timeout = config.drain_timeout if drain_timeout is None else drain_timeout
+        self.watch_campaigns = watch_campaigns
+        self.config_path = config_path
+        self.notifier = notifier or Notifier()
+        self.controls = CampaignControls(self)
+        self.watcher: CampaignWatcher | None = None
+        self.metrics = DaemonMetrics(self)
+        self.http: HttpService | None = None
+        self._reload_requested = False
+        self._stop_watch = asyncio.Event()
         self.login_timeout = login_timeout
         self.clock = clock
         self.should_exit = False
@@ -110,6 +126,11 @@ class Daemon:
         else:
             self.should_exit = True
             log.info("daemon.stopping", drain_timeout=self.drain_timeout)
+        self._wake.set()
+
+    def handle_reload(self) -> None:
+        """SIGHUP: re-read the config and the campaign directory at the next loop turn."""
+        self._reload_requested = True
         self._wake.set()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -145,9 +166,9 @@ class Daemon:
             if not campaign.enabled:
                 continue
             campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
-            self.runners[campaign.name] = CampaignRunner(
-                campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock
-            )
+            runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
+            await runner.restore_memory(now)
+            self.runners[campaign.name] = runner
         # The first login is checked here so a wrong secret or host fails the
         # start loudly; later reconnects are the supervisor's business.
         try:
@@ -163,11 +184,16 @@ class Daemon:
             await asyncio.wait_for(self.ami.connected.wait(), self.login_timeout)
         except asyncio.TimeoutError as exc:
             raise StartupError(f"no AMI login within {self.login_timeout} s: {self.ami.last_error}") from exc
+        await self._start_ops()
         log.info("daemon.started", campaigns=list(self.runners), agents=len(self.config.agents))
+        self.notifier.ready(status_line(await self.status()))
 
     async def main_loop(self) -> None:
         next_progress = 0.0
         while not self.should_exit:
+            self.notifier.watchdog(time.monotonic())
+            if self._reload_requested:
+                await self._reload()
             now = self.clock()
             for runner in self.runners.values():
                 try:
@@ -179,16 +205,21 @@ class Daemon:
                 status = await self.status()
                 if self.on_progress:
                     self.on_progress(status)
+                self.notifier.status(status_line(status))
                 if self.until_done and all(c.finished for c in status.campaigns):
                     log.info("daemon.all_campaigns_done")
                     return
-            await self._sleep(self.config.tick_interval)
+            await self._sleep(min(self.config.tick_interval, self.notifier.watchdog_interval or 10.0))
 
     async def shutdown(self) -> None:
+        self.should_exit = True  # also when the loop ended by itself: the API says "draining"
+        self.notifier.stopping()
+        self._stop_watch.set()
         for runner in self.runners.values():
             runner.paused = True
         deadline = self.clock() + self.drain_timeout
         while any(r.busy for r in self.runners.values()) and not self.force_exit and self.clock() < deadline:
+            self.notifier.watchdog(time.monotonic())
             now = self.clock()
             for runner in self.runners.values():
                 await runner.tick(now)
@@ -206,6 +237,8 @@ class Daemon:
             if isinstance(result, Exception):
                 log.error("daemon.task_failed", task=task.get_name(), error=repr(result))
         self._tasks.clear()
+        if self.http is not None:
+            await self.http.stop()
         if self.ami is not None:
             await self.ami.close()
         if self.store is not None:

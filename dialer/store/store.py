@@ -49,6 +49,17 @@ class Lease:
     attempt_no: int
     customer_name: str | None
     tier: str | None
+    timezone: str | None = None
+    callback_id: int | None = None
+
+
+@dataclass(frozen=True)
+class OutcomeCount:
+    campaign: str
+    tier: str | None
+    outcome: str | None
+    """None while the attempt is in progress."""
+    count: int
 
 
 @dataclass(frozen=True)
@@ -218,14 +229,24 @@ class Store:
         async with self._write() as conn:
             rows = (
                 await conn.execute(
-                    select(leads.c.id, leads.c.phone, leads.c.attempts, customers.c.name, customers.c.tier)
+                    select(
+                        leads.c.id,
+                        leads.c.phone,
+                        leads.c.attempts,
+                        leads.c.callback_id,
+                        customers.c.name,
+                        customers.c.tier,
+                        customers.c.timezone,
+                    )
                     .join(customers, customers.c.id == leads.c.customer_id)
                     .where(
                         leads.c.campaign_id == campaign_id,
                         leads.c.state == "pending",
                         (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= now),
                     )
-                    .order_by(leads.c.next_attempt_at.is_not(None), leads.c.next_attempt_at, leads.c.id)
+                    .order_by(
+                        leads.c.priority.desc(), leads.c.next_attempt_at.is_not(None), leads.c.next_attempt_at, leads.c.id
+                    )
                     .limit(limit)
                 )
             ).all()
@@ -251,7 +272,9 @@ class Store:
                         abandoned=False,
                     )
                 )
-                leased.append(Lease(attempt_id, row.id, row.phone, attempt_no, row.name, row.tier))
+                leased.append(
+                    Lease(attempt_id, row.id, row.phone, attempt_no, row.name, row.tier, row.timezone, row.callback_id)
+                )
         return leased
 
     async def update_attempt(self, attempt_id: str, **values: Any) -> None:
@@ -340,6 +363,29 @@ class Store:
             outcomes=outcomes,
         )
 
+    async def recent_attempts(self, campaign_id: int, since: datetime, limit: int) -> list[dict[str, Any]]:
+        """Ended attempts since `since`, oldest first, at most the `limit` newest: the pacing's memory."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        call_attempts.c.outcome,
+                        call_attempts.c.dialed_at,
+                        call_attempts.c.answered_at,
+                        call_attempts.c.bridged_at,
+                        call_attempts.c.ended_at,
+                    )
+                    .where(
+                        call_attempts.c.campaign_id == campaign_id,
+                        call_attempts.c.state == "ended",
+                        call_attempts.c.ended_at >= _naive_utc(since),
+                    )
+                    .order_by(call_attempts.c.ended_at.desc())
+                    .limit(limit)
+                )
+            ).mappings().all()
+        return [dict(r) for r in reversed(rows)]
+
     async def attempts(self, campaign_id: int) -> list[dict[str, Any]]:
         async with self._read() as conn:
             rows = (
@@ -378,3 +424,78 @@ class Store:
             await conn.execute(
                 update(agents).where(agents.c.id == agent_id).values(state=state, state_changed_at=_naive_utc(now))
             )
+
+    # -- operations (control API, metrics) ------------------------------------
+
+    async def outcome_counts(self) -> list[OutcomeCount]:
+        """Attempts per campaign, customer tier and outcome (None: in progress)."""
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(
+                    select(campaigns.c.name, customers.c.tier, call_attempts.c.outcome, func.count())
+                    .select_from(call_attempts)
+                    .join(campaigns, campaigns.c.id == call_attempts.c.campaign_id)
+                    .join(leads, leads.c.id == call_attempts.c.lead_id)
+                    .join(customers, customers.c.id == leads.c.customer_id)
+                    .group_by(campaigns.c.name, customers.c.tier, call_attempts.c.outcome)
+                )
+            ).all()
+        return [OutcomeCount(*row) for row in rows]
+
+    async def check_writable(self) -> None:
+        """Raise StoreError unless a write transaction can be made now."""
+        async with self._write() as conn:
+            # Takes SQLite's write lock and fails on a read-only file, yet changes nothing.
+            await conn.execute(update(agents).where(agents.c.id.is_(None)).values(state="x"))
+
+    async def find_leads(self, *, phone: str | None = None, lead_id: int | None = None) -> list[dict[str, Any]]:
+        """Leads by phone number or id, each with its customer, campaign and last attempts."""
+        query = (
+            select(
+                leads.c.id,
+                leads.c.phone,
+                leads.c.state,
+                leads.c.attempts,
+                leads.c.next_attempt_at,
+                leads.c.final_outcome,
+                leads.c.data,
+                leads.c.customer_id,
+                campaigns.c.name.label("campaign"),
+                customers.c.name.label("customer_name"),
+                customers.c.external_id,
+                customers.c.tier,
+                customers.c.value,
+                customers.c.timezone,
+            )
+            .join(campaigns, campaigns.c.id == leads.c.campaign_id)
+            .join(customers, customers.c.id == leads.c.customer_id)
+            .order_by(leads.c.id)
+        )
+        if phone is not None:
+            query = query.where(leads.c.phone == phone)
+        if lead_id is not None:
+            query = query.where(leads.c.id == lead_id)
+        async with self._read() as conn:
+            found = [dict(r) for r in (await conn.execute(query)).mappings().all()]
+            for lead in found:
+                lead["last_contacts"] = await self._last_contacts(conn, lead["customer_id"])
+        return found
+
+    async def _last_contacts(self, conn: AsyncConnection, customer_id: int, limit: int = 5) -> list[dict[str, Any]]:
+        rows = (
+            await conn.execute(
+                select(
+                    call_attempts.c.id.label("attempt"),
+                    campaigns.c.name.label("campaign"),
+                    call_attempts.c.dialed_at,
+                    call_attempts.c.outcome,
+                    call_attempts.c.agent_id,
+                )
+                .join(leads, leads.c.id == call_attempts.c.lead_id)
+                .join(campaigns, campaigns.c.id == call_attempts.c.campaign_id)
+                .where(leads.c.customer_id == customer_id)
+                .order_by(call_attempts.c.dialed_at.desc())
+                .limit(limit)
+            )
+        ).mappings().all()
+        return [dict(r) for r in rows]

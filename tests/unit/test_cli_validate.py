@@ -38,7 +38,8 @@ def test_each_problem_is_one_stderr_line_and_exit_1(tmp_path: Path, capsys: pyte
     assert out == ""
     assert err.splitlines() == [
         f"{tmp_path / 'missing.yaml'}: no such file or directory",
-        f"{bad}:7: dialing.ring_timeout: Input should be greater than or equal to 5 (got 2)",
+        f"{bad}:7: dialing.ring_timeout: under 15 s; rules for automated calling want at least 15 s "
+        "(allow_short_ring: true allows it in a test lab) (got 2)",
         f"{bad}:8: dialing.bogus: Extra inputs are not permitted",
         f"{dup}:2: duplicate key 'name': already given on line 1",
     ]
