@@ -40,6 +40,10 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
         "abandoned": outcomes.get("abandoned", 0),
         "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
         "calls_per_agent": dict(sorted(agents.items())),
+        # Why leads are done (campaign rules: retries used up, dnc, a disposition ...).
+        "final_reasons": dict(sorted(Counter(l["final_reason"] for l in leads if l.get("final_reason")).items())),
+        "dispositions": dict(sorted(Counter(a["disposition"] for a in attempts if a.get("disposition")).items())),
+        "by_tier": by_tier(attempts),
         "mean_talk_seconds": round(sum(talk) / len(talk), 2) if talk else None,
         "calls": [
             {
@@ -59,6 +63,32 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
     }
 
 
+UNTIERED = "untiered"
+"""Attempts placed before tiers were recorded."""
+
+
+def by_tier(attempts: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Attempts, outcomes and the abandon rate per customer tier at dial time."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for attempt in attempts:
+        groups.setdefault(attempt.get("tier") or UNTIERED, []).append(attempt)
+    result = {}
+    for tier, group in sorted(groups.items()):
+        outcomes = Counter(a["outcome"] for a in group if a["outcome"])
+        live = sum(outcomes[o] for o in LIVE_ANSWER_OUTCOMES)
+        routed = Counter(a.get("routing") for a in group if a.get("routing"))
+        result[tier] = {
+            "attempts": len(group),
+            "outcomes": dict(sorted(outcomes.items())),
+            "live_answered": live,
+            "abandoned": outcomes.get("abandoned", 0),
+            "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
+            "routing": dict(sorted(routed.items())),
+            "agents": dict(sorted(Counter(a["agent_id"] for a in group if a["agent_id"]).items())),
+        }
+    return result
+
+
 def render_text(report: dict[str, Any]) -> str:
     leads = report["leads"]
     lines = [
@@ -72,9 +102,19 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(
         f"  abandon rate {report['abandon_rate']:.2%} ({report['abandoned']} of {report['live_answered']} live answers)"
     )
+    for tier, figures in report.get("by_tier", {}).items():
+        lines.append(
+            f"  tier {tier:<10} {figures['attempts']} attempts, abandon rate {figures['abandon_rate']:.2%} "
+            f"({figures['abandoned']} of {figures['live_answered']} live answers)"
+        )
     if report["calls_per_agent"]:
         per_agent = ", ".join(f"{agent} {n}" for agent, n in report["calls_per_agent"].items())
         lines.append(f"  calls per agent: {per_agent}")
+    if report.get("final_reasons"):
+        reasons = ", ".join(f"{reason} {n}" for reason, n in report["final_reasons"].items())
+        lines.append(f"  leads done because: {reasons}")
+    if report.get("dispositions"):
+        lines.append("  dispositions: " + ", ".join(f"{code} {n}" for code, n in report["dispositions"].items()))
     if report["mean_talk_seconds"] is not None:
         lines.append(f"  mean talk time {report['mean_talk_seconds']} s")
     return "\n".join(lines)

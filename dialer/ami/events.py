@@ -62,7 +62,9 @@ def _member_interface(event: Mapping[str, str]) -> str:
     return _get(event, "Interface") or _get(event, "Location") or _get(event, "StateInterface") or ""
 
 
-def to_record(event: Mapping[str, str], at: float) -> r.CallRecord | r.AgentRecord | None:
+def to_record(
+    event: Mapping[str, str], at: float
+) -> r.CallRecord | r.AgentRecord | r.DispositionRequested | None:
     """Turn one AMI event into a record, or None if the dialer does not care."""
     name = (_get(event, "Event") or "").lower()
     if name not in WANTED:
@@ -108,10 +110,28 @@ def to_record(event: Mapping[str, str], at: float) -> r.CallRecord | r.AgentReco
                 talk_time=_float(_get(event, "TalkTime")),
             )
         case "userevent":
-            if (_get(event, "UserEvent") or "").lower() != "dialerabandoned":
-                return None
+            kind = (_get(event, "UserEvent") or "").lower()
             attempt = _get(event, "Attempt") or uniqueid
-            return r.DialerAbandoned(uniqueid=attempt, at=at)
+            if kind == "dialerabandoned":
+                return r.DialerAbandoned(uniqueid=attempt, at=at)
+            if kind == "dialeragentconnect":
+                # A direct callback's agent answered (asterisk-conf: [dialer-agent-answered]).
+                return r.AgentConnected(uniqueid=attempt, at=at, queue="", interface=_get(event, "Interface") or "")
+            if kind == "dialerdisposition":
+                return r.DispositionRequested(
+                    attempt_id=attempt,
+                    at=at,
+                    code=(_get(event, "Code") or "").strip().lower(),
+                    callback_at=(_get(event, "CallbackAt") or "").strip() or None,
+                    agent=(_get(event, "Agent") or "").strip() or None,
+                )
+            if kind == "dialeramd":
+                status = (_get(event, "Status") or "").strip().upper() or "NOTSURE"
+                return r.AmdVerdict(uniqueid=attempt, at=at, status=status, cause=_get(event, "Cause") or None)
+            if kind == "dialermachine":
+                left = (_get(event, "Action") or "").strip().lower() == "leave_message"
+                return r.MachineDetected(uniqueid=attempt, at=at, left_message=left)
+            return None
         case "queuememberremoved":
             return r.MemberRemoved(at=at, queue=_get(event, "Queue") or "", interface=_member_interface(event))
         case "queuememberstatus" | "queuememberadded" | "queuememberpause" | "queuemember":

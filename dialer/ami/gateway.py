@@ -83,6 +83,8 @@ class AmiGateway:
         self._inflight: set[asyncio.Future[Any]] = set()
         self._on_login: list[OnLogin] = []
         self.last_error: str | None = None
+        self.on_action: Callable[[str, float], None] | None = None
+        """Told each action's name and seconds to its reply (metrics)."""
 
     def _connection_lost(self) -> None:
         self._lost.set()
@@ -203,12 +205,15 @@ class AmiGateway:
         name = str(fields.get("Action", "?"))
         future = manager.send_action(dict(fields), as_list=as_list)
         self._inflight.add(future)
+        sent = time.perf_counter()
         try:
             reply = await asyncio.wait_for(asyncio.shield(future), timeout or self.server.action_timeout)
         except asyncio.TimeoutError as exc:
             raise AmiTimeout(f"{name}: no reply within {timeout or self.server.action_timeout} s") from exc
         finally:
             self._inflight.discard(future)
+        if self.on_action is not None:
+            self.on_action(name, time.perf_counter() - sent)
         first = reply[0] if isinstance(reply, list) else reply
         if first.get("Response", "").lower() == "error":
             raise AmiActionFailed(name, first.get("Message", "error"))

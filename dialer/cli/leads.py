@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 
 from dialer.cli.context import CommandError, add_config_argument, fail, read_campaigns, read_config
+from dialer.config.models import Campaign
+from dialer.config.tiers import TierConfig
 from dialer.leads.csv_import import LeadRow, parse_leads_csv
+from dialer.leads.tier_import import tier_summary, tiers_after_import
 from dialer.store.store import ImportSummary, Store, StoreError
 
 
@@ -26,11 +29,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.set_defaults(func=run_import)
 
 
-async def import_rows(database_url: str, campaign_name: str, campaign_type: str, rows: list[LeadRow]) -> ImportSummary:
+async def import_rows(
+    database_url: str,
+    campaign_name: str,
+    campaign_type: str,
+    rows: list[LeadRow],
+    tiers: tuple[Campaign, list[TierConfig]] | None = None,
+) -> ImportSummary:
+    """Import `rows`; with `tiers` (the campaign and the ladder), recompute tiers after (docs/tiers.md)."""
     store = await Store.open(database_url)
     try:
         campaign_id = await store.sync_campaign(campaign_name, campaign_type)
-        return await store.import_leads(campaign_id, rows)
+        summary = await store.import_leads(campaign_id, rows)
+        if tiers is not None:
+            counts = await tiers_after_import(store, campaign_id, tiers[0], tiers[1], rows)
+            print(f"{campaign_name}: customers per tier: {tier_summary(counts, tiers[1])}")
+        return summary
     finally:
         await store.close()
 
@@ -47,13 +61,17 @@ def run_import(args: argparse.Namespace) -> int:
         return fail(f"no campaign named {args.campaign!r} in {config.campaign_dir} (known: {known})")
     if not args.file.is_file():
         return fail(f"{args.file}: no such file")
-    parsed = parse_leads_csv(args.file)
+    parsed = parse_leads_csv(args.file, campaign.numbers.policy(config.default_region))
     for error in parsed.errors:
         print(f"{args.file}:{error.line}: {error.column or 'row'}: {error.message}", file=sys.stderr)
     if not parsed.rows:
         return fail(f"{args.file}: no valid rows to import")
     try:
-        summary = asyncio.run(import_rows(config.database.url, campaign.name, campaign.type.value, parsed.rows))
+        summary = asyncio.run(
+            import_rows(
+                config.database.url, campaign.name, campaign.type.value, parsed.rows, tiers=(campaign, config.tiers)
+            )
+        )
     except StoreError as exc:
         return fail(str(exc))
     print(

@@ -21,6 +21,12 @@ COMMAND_MODULES = [
     "report",
     "sandbox",
     "simulate",
+    "status",
+    "campaign",
+    "db",
+    "dnc",
+    "callbacks",
+    "events",
 ]
 
 

@@ -155,9 +155,12 @@ def config_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ConfigIs
 def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
     """Every problem in the given config and campaign files (directories are expanded).
 
-    A file whose top level has an `ami:` key is taken as the daemon config, any other as a
-    campaign. Campaign names must be unique across all the files given.
+    A file whose top level has an `ami:` key is taken as the daemon config, one with a
+    `nodes:` key as an IVR flow (`ivr/*.yaml`), any other as a campaign. Campaign names must be unique across all the files given.
     """
+    # Here, not at the top: dialer.ivr.loader builds on this module.
+    from dialer.ivr.loader import flow_from_document, is_flow_document
+
     files, issues = config_files(paths)
     names = _CampaignNames()
     for file in dict.fromkeys(files):
@@ -165,6 +168,8 @@ def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
             document = _read(file)
             if "ami" in document.data:
                 _validate(DialerConfig, document)
+            elif is_flow_document(document):
+                flow_from_document(document)
             else:
                 names.claim(_validate(Campaign, document).name, document)
         except ConfigError as exc:
@@ -239,6 +244,11 @@ def _resolve_paths(config: DialerConfig, base: Path) -> DialerConfig:
         for server in config.ami
     ]
     update: dict[str, Any] = {"ami": ami, "campaign_dir": _under(base, config.campaign_dir)}
+    update["ivr"] = config.ivr.model_copy(
+        update={"flow_dir": _under(base, config.ivr.flow_dir), "sounds_dir": _under(base, config.ivr.sounds_dir)}
+    )
+    if config.http is not None and config.http.token_file is not None:
+        update["http"] = config.http.model_copy(update={"token_file": _under(base, config.http.token_file)})
     if DATABASE_URL_ENV not in os.environ:
         url = _resolve_sqlite_url(config.database.url, base)
         update["database"] = config.database.model_copy(update={"url": url})

@@ -29,6 +29,7 @@ from dialer.config.campaign_rules import (
 )
 from dialer.leads.phone_numbers import check_region
 from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
+from dialer.config.tiers import DEFAULT_TIERS, CampaignTiers, TierConfig, check_ladder
 
 
 class _Strict(BaseModel):
@@ -143,6 +144,13 @@ class DialerConfig(_Strict):
     """The FastAGI server the dialplan's IVR reaches (issue 6)."""
     ivr: IvrConfig = IvrConfig()
     """IVR flows and rendered prompts (issue 6)."""
+    tiers: list[TierConfig] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+    """The customer tier ladder, top first by rank, with each tier's contact policy (docs/tiers.md)."""
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_ladder(cls, tiers: list[TierConfig]) -> list[TierConfig]:
+        return check_ladder(tiers)
 
     @field_validator("default_region")
     @classmethod
@@ -249,6 +257,9 @@ class Campaign(_Strict):
     dispositions: dict[str, DispositionAction] = dict(DEFAULT_DISPOSITIONS)
     callbacks: CallbackConfig = CallbackConfig()
     revisit: dict[EventKind, int] = Field({}, description="event kind -> days after the event to call")
+    tiers: CampaignTiers = CampaignTiers()
+    """Tier sources, routing to dedicated agents, lead order and revisit cadence (docs/tiers.md)."""
+    script: str | None = Field(None, max_length=4000, description="what the agent says: shown in the screen pop")
 
     @field_validator("dispositions")
     @classmethod

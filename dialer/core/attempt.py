@@ -33,6 +33,10 @@ CAUSE_OUTCOMES: dict[int, str] = {
 # OriginateResponse reasons: 3 = no answer before Timeout, 5 = busy, 8 = congestion.
 REASON_OUTCOMES: dict[int, str] = {3: "no_answer", 5: "busy", 8: "congestion", 1: "no_answer"}
 
+# What an IVR flow's end makes of a call no agent took (a transferred call is
+# answered or abandoned like any queued one).
+IVR_OUTCOMES: dict[str, str] = {"completed": "completed", "partial": "partial", "opted_out": "opted_out"}
+
 # How long to wait for the missing half (Hangup or OriginateResponse) before deciding anyway.
 SETTLE_SECONDS = 2.0
 
@@ -74,6 +78,11 @@ class Attempt:
     abandoned: bool = False
     outcome: str | None = None
     send_failed_at: float | None = None
+    amd_status: str | None = None
+    amd_cause: str | None = None
+    machine: bool = False
+    ivr_started_at: float | None = None
+    ivr_status: str | None = None
     history: list[str] = field(default_factory=list)
 
     @property
@@ -114,6 +123,16 @@ class Attempt:
             case r.DialerAbandoned():
                 self.abandoned = True
                 changes["abandoned"] = True
+            case r.AmdVerdict(status=status, cause=cause):
+                self.amd_status, self.amd_cause = status, cause
+                changes.update(amd_status=status, amd_cause=cause)
+            case r.MachineDetected():
+                self.machine = True
+            case r.IvrStarted(at=at):
+                changes.update(self._answer(at))
+                self.ivr_started_at = at
+            case r.IvrEnded(status=status):
+                self.ivr_status = status
             case r.ChannelHangup(cause=cause, cause_text=text, at=at):
                 self.hangup_at = at
                 self.hangup_cause = cause
@@ -141,6 +160,8 @@ class Attempt:
         if self.state is State.ended:
             return False
         if self.hangup_at is not None:
+            if self.ivr_started_at is not None and self.ivr_status is None and now - self.hangup_at < SETTLE_SECONDS:
+                return False  # the IVR session reports its end just after the hangup
             if self.answered_at is not None or self.originate_success is not None:
                 return True
             if self.hangup_cause in CAUSE_OUTCOMES:
@@ -161,8 +182,12 @@ class Attempt:
         return self.outcome
 
     def _decide_outcome(self) -> str:
+        if self.machine:
+            return "machine"  # counted apart: no live answer (see dialer.core.amd for false positives)
         if self.bridged_at is not None:
             return "answered"
+        if self.ivr_status in IVR_OUTCOMES:
+            return IVR_OUTCOMES[self.ivr_status]
         if self.answered_at is not None:
             # Live customer, no agent: abandoned whether the dialplan's grace
             # time ran out or the customer gave up first.

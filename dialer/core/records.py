@@ -82,6 +82,55 @@ class DialerAbandoned:
 
 
 @dataclass(frozen=True)
+class AmdVerdict:
+    """The dialplan's UserEvent DialerAmd: what AMD() made of the answering party."""
+
+    uniqueid: str
+    at: float
+    status: str  # HUMAN, MACHINE, NOTSURE, HANGUP
+    cause: str | None
+
+
+@dataclass(frozen=True)
+class MachineDetected:
+    """The dialplan's UserEvent DialerMachine: an answering machine; the call ends there."""
+
+    uniqueid: str
+    at: float
+    left_message: bool
+
+
+@dataclass(frozen=True)
+class IvrStarted:
+    """The FastAGI server took the call into an IVR flow."""
+
+    uniqueid: str
+    at: float
+    flow: str
+
+
+@dataclass(frozen=True)
+class IvrEnded:
+    """The IVR flow is over: completed, transferred, opted_out or partial."""
+
+    uniqueid: str
+    at: float
+    status: str
+
+
+@dataclass(frozen=True)
+class DispositionRequested:
+    """The UserEvent `DialerDisposition` (dialplan or agent phone): what the call came to."""
+
+    attempt_id: str
+    at: float
+    code: str
+    callback_at: str | None
+    """As sent: ISO 8601 with an offset, or epoch seconds; parsed by `dialer.dispositions`."""
+    agent: str | None
+
+
+@dataclass(frozen=True)
 class MemberStatus:
     """A queue member's state (QueueMemberStatus/Added, or a QueueStatus list entry)."""
 
@@ -110,5 +159,9 @@ CallRecord = (
     | AgentConnected
     | AgentCompleted
     | DialerAbandoned
+    | AmdVerdict
+    | MachineDetected
+    | IvrStarted
+    | IvrEnded
 )
 AgentRecord = MemberStatus | MemberRemoved | AgentRinging | AgentConnected | AgentCompleted

@@ -15,15 +15,20 @@ from datetime import UTC, datetime
 
 import structlog
 
-from dialer.ami.errors import AmiError, AmiTimeout
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiTimeout
 from dialer.ami.gateway import AmiGateway
 from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import Attempt, State, record_key
 from dialer.core.abandon import AbandonWindow
+from dialer.core.amd import FalsePositiveCounter
 from dialer.core.estimators import AttemptOutcome, CampaignStats
 from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+from dialer.config.campaign_rules import retry_rules
+from dialer.daemon.lead_screen import screen_leases
+from dialer.daemon.tier_dialing import TierDialing
+from dialer.store.lead_outcomes import finish_with_rules, not_sent
 from dialer.store.store import Store
 
 log = structlog.get_logger("dialer.campaign")
@@ -69,14 +74,24 @@ class CampaignRunner:
         self.board = board
         self._agent_ids = {k.lower(): v for k, v in agent_ids.items()}  # interface -> agent id
         self.attempts: dict[str, Attempt] = {}
+        self.callback_agents: dict[str, str] = {}  # attempt id -> agent interface (dialer.daemon.lead_screen)
         self.placed = 0
         self.finished_count = 0
         self.outcomes: dict[str, int] = {}
         self.stats = CampaignStats()
         self.abandon_window = AbandonWindow(window=ABANDON_WINDOWS[campaign.dialing.abandon_window])
+        self.false_positives = FalsePositiveCounter(
+            campaign.amd.false_positive_rate, counted=campaign.amd.false_positives.value == "count_as_abandoned"
+        )
+        self.dialplan_variables: dict[str, str] = {}
+        """Set by the daemon: IVR/AMD variables and rendered messages (dialer.ivr.service)."""
         self.exhausted = False  # no lead was due at the last look
+        self.board_synced = True
+        """False while the daemon re-reads the queues' members after a login."""
         self.paused = False
         self._sends: set[asyncio.Task[None]] = set()
+        self.tiers = TierDialing(store, board)
+        """Tier pacing, routing, contact policy and screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
 
     # -- pacing ---------------------------------------------------------------
@@ -96,7 +111,7 @@ class CampaignRunner:
         queue = self.campaign.queue
         members = self.board.in_queue(queue)
         counts = self.live_counts()
-        return PacingSnapshot(
+        snapshot = PacingSnapshot(
             agents_logged_in=len(members),
             agents_free=sum(1 for a in members if a.free),
             busy_agents=tuple(
@@ -112,6 +127,7 @@ class CampaignRunner:
             estimates=self.stats.estimates(),
             abandon=self.abandon_window.state(now, self.campaign.dialing.abandon_limit),
         )
+        return self.tiers.adjust_snapshot(snapshot, self.attempts, now)
 
     def policy(self) -> PacingPolicy:
         dialing = self.campaign.dialing
@@ -132,7 +148,11 @@ class CampaignRunner:
         if outcome not in _LEARNABLE:
             return
         self.stats.observe_attempt(outcome, max(0.0, (answered if answered is not None else ended) - dialed))
-        if answered is not None:
+        if outcome == "machine":
+            # No live answer; only an estimated share counts, as abandoned (dialer.core.amd).
+            if self.false_positives.machine():
+                self.abandon_window.record(ended, abandoned=True)
+        elif answered is not None:
             self.abandon_window.record(ended, abandoned=outcome == "abandoned")
         if bridged is not None:
             self.stats.observe_talk(max(0.0, ended - bridged))
@@ -154,19 +174,33 @@ class CampaignRunner:
 
     async def tick(self, now: float) -> None:
         await self._settle(now)
-        if self.paused or not self.ami.connected.is_set():
+        if self.paused or not self.board_synced or not self.ami.connected.is_set():
             return
-        wanted = calls_to_place(self.snapshot(now), self.policy())
-        if wanted <= 0:
+        # Reserved tiers (key accounts) first, one call per agent free for them; then
+        # the other tiers as the pacing says (dialer.daemon.tier_dialing).
+        lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
+        room = self.tiers.room(self.campaign, self.attempts, lines_left)
+        reserved = await self.store.lease_due_leads(
+            self.campaign_id, room.total, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
+        )
+        self.tiers.leased_reserved(len(reserved), room)
+        wanted = min(calls_to_place(self.snapshot(now), self.policy()), lines_left - len(reserved))
+        others = await self.store.lease_due_leads(
+            self.campaign_id, wanted, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=False)
+        )
+        if room.total <= 0 and wanted <= 0:
+            self.tiers.leased_reserved(0, room)
             return
-        leases = await self.store.lease_due_leads(self.campaign_id, wanted, _dt(now))
-        self.exhausted = len(leases) < wanted
+        self.exhausted = len(reserved) < room.total or len(others) < wanted
+        screened = await screen_leases(self.campaign, self.store, reserved + others, now, self.board)
+        leases = await self.tiers.prepare(self.campaign, screened.leases, room=room, now=now)
+        self.callback_agents.update(screened.direct)
         for lease in leases:
             attempt = Attempt(
                 id=lease.attempt_id,
                 lead_id=lease.lead_id,
                 phone=lease.phone,
-                queue=self.campaign.queue,
+                queue=self.tiers.calls[lease.attempt_id].routing.queue,
                 dialed_at=now,
                 ring_timeout=self.campaign.dialing.ring_timeout,
             )
@@ -192,9 +226,18 @@ class CampaignRunner:
                     "DIALER_QUEUE": campaign.queue,
                     "DIALER_AGENT_WAIT": str(campaign.dialing.agent_wait),
                     "DIALER_ABANDON_MSG": campaign.abandon_message,
+                    **self.tiers.variables(attempt.id),
+                    **self.dialplan_variables,
+                    # A callback promised to an agent who is free now rings that agent first.
+                    **({"DIALER_AGENT": agent} if (agent := self.callback_agents.pop(attempt.id, None)) else {}),
                 },
             )
             self._log.info("call.dialing", attempt=attempt.id, number=attempt.phone)
+        except AmiActionFailed as exc:
+            # An Error reply: Asterisk queued nothing, so the lead may be dialed again.
+            self._log.warning("call.not_sent", attempt=attempt.id, number=attempt.phone, error=str(exc))
+            self.attempts.pop(attempt.id, None)
+            await not_sent(self.store, attempt.id, now=_dt(self._clock()))
         except AmiError as exc:
             # The Originate may or may not have reached Asterisk (a timeout
             # says nothing): never send it again, let events or the settle
@@ -218,6 +261,9 @@ class CampaignRunner:
         if attempt is None:
             return
         changes = attempt.apply(record)
+        if isinstance(record, r.AgentRinging):
+            agent_id = self._agent_ids.get(record.interface.lower(), record.interface)
+            self.tiers.on_agent_ringing(self.ami, self.campaign, record, agent_id)
         if isinstance(record, r.AgentConnected):
             changes["agent_id"] = self._agent_ids.get(record.interface.lower(), record.interface)
             self._log.info("call.bridged", attempt=attempt.id, agent=changes["agent_id"])
@@ -235,13 +281,16 @@ class CampaignRunner:
             columns = attempt.final_columns()
             if attempt.agent_interface:
                 columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
-            await self.store.finish_attempt(
+            await finish_with_rules(
+                self.store,
                 attempt.id,
                 outcome=outcome,
-                lead_state="done",
+                now=_dt(now),
+                rules=retry_rules(self.campaign.retries),
                 **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
             )
             del self.attempts[attempt.id]
+            await self.tiers.after_attempt(self.campaign, attempt, outcome, now)
             self.finished_count += 1
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.learn(outcome, attempt.dialed_at, attempt.answered_at, attempt.bridged_at, attempt.ended_at or now)
@@ -261,10 +310,12 @@ class CampaignRunner:
         left = list(self.attempts.values())
         for attempt in left:
             attempt.finish(now)
-            await self.store.finish_attempt(
+            await finish_with_rules(
+                self.store,
                 attempt.id,
                 outcome="interrupted",
-                lead_state="done",
+                now=_dt(now),
+                rules=retry_rules(self.campaign.retries),
                 **{k: _dt(v) if k.endswith("_at") else v for k, v in attempt.final_columns().items()},
             )
             self._log.warning("call.interrupted", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
@@ -23,10 +24,15 @@ from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import record_key
 from dialer.daemon.campaign_runner import CampaignRunner
+from dialer.daemon.reconcile import Reconciler
+from dialer.dispositions import on_disposition_event
 from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, reload_config
 from dialer.daemon.systemd import Notifier
+from dialer.http.service import HttpService, start_http
 from dialer.metrics import DaemonMetrics
+from dialer.ivr.service import IvrService, IvrSetupError
 from dialer.store.store import Store
+from dialer.store.survey_store import SurveyStore
 
 log = structlog.get_logger("dialer.daemon")
 
@@ -41,6 +47,10 @@ _CALL_RECORDS = (
     r.AgentConnected,
     r.AgentCompleted,
     r.DialerAbandoned,
+    r.AmdVerdict,
+    r.MachineDetected,
+    r.IvrStarted,
+    r.IvrEnded,
 )
 
 
@@ -111,6 +121,8 @@ class Daemon:
         self.ami: AmiGateway | None = None
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.runners: dict[str, CampaignRunner] = {}
+        self.reconciler: Reconciler | None = None
+        self.ivr: IvrService | None = None
         self._stop_ami = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,22 +165,24 @@ class Daemon:
         except Exception as exc:  # translated: StoreError and driver errors alike
             raise StartupError(str(exc)) from exc
         now = self.clock()
-        closed = await self.store.close_interrupted(datetime.fromtimestamp(now, UTC))
-        if closed:
-            log.warning("daemon.closed_interrupted_attempts", count=closed)
+        # Attempts a previous run left open are reconciled with Asterisk's
+        # channels after the first login (see _after_login), not closed blindly.
         await self.store.sync_agents(self.config.agents, datetime.fromtimestamp(now, UTC))
 
         server = self.config.ami[0]
         self.ami = AmiGateway(server, wanted_events=WANTED, clock=self.clock)
         self.ami.on_login(self._after_login)
+        self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock)
         agent_ids = {a.interface: a.id for a in self.config.agents}
         for campaign in self.campaigns.values():
             if not campaign.enabled:
                 continue
             campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
             runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
+            runner.tiers.set_ladder(self.config.tiers)
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
+        await self._start_ivr()
         # The first login is checked here so a wrong secret or host fails the
         # start loudly; later reconnects are the supervisor's business.
         try:
@@ -227,8 +241,12 @@ class Daemon:
         for runner in self.runners.values():
             await runner.wait_sends()
             left = await runner.abort_live(self.clock())
+            await runner.tiers.close()
             if left:
                 log.warning("daemon.attempts_left_open", campaign=runner.campaign.name, count=left)
+        if self.ivr is not None:
+            await self.ivr.stop()
+        await self._log_agents_out()
         self._stop_ami.set()
         for task in self._tasks:
             task.cancel()
@@ -246,6 +264,84 @@ class Daemon:
                 self.on_progress(await self.status())
             await self.store.close()
         log.info("daemon.stopped")
+        self.notifier.close()
+
+    async def _log_agents_out(self) -> None:
+        """Take our agents out of their queues: with no dialer, nobody paces calls to them.
+
+        Best effort: Asterisk may already be gone, and the next start adds them again.
+        """
+        if self.ami is None or not self.ami.connected.is_set():
+            return
+        for agent in self.config.agents:
+            for queue in agent.queues:
+                try:
+                    await self.ami.queue_remove(queue, agent.interface)
+                except AmiError as exc:
+                    log.warning("daemon.agent_logout_failed", agent=agent.id, queue=queue, error=str(exc))
+                    return
+
+    # -- operations: drop directory, reload, HTTP -----------------------------------
+
+    async def apply_campaign(self, campaign: Campaign) -> CampaignRunner:
+        """Start a campaign, or swap a new version into its runner (calls in progress go on)."""
+        assert self.store is not None and self.ami is not None
+        runner = self.runners.get(campaign.name)
+        if runner is not None:
+            runner.campaign = campaign
+            if self.ivr is not None:
+                runner.dialplan_variables = self.ivr.variables(campaign)
+            return runner
+        campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
+        agent_ids = {a.interface: a.id for a in self.config.agents}
+        runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
+        runner.tiers.set_ladder(self.config.tiers)
+        await runner.restore_memory(self.clock())
+        if self.ivr is not None:
+            runner.dialplan_variables = self.ivr.variables(campaign)
+        self.runners[campaign.name] = runner
+        return runner
+
+    # -- IVR (FastAGI), AMD and rendered messages ----------------------------------
+
+    async def _start_ivr(self) -> None:
+        assert self.store is not None
+        try:
+            self.ivr = await IvrService.prepare(self.config, self.campaigns.values())
+            for runner in self.runners.values():
+                runner.dialplan_variables = self.ivr.variables(runner.campaign)
+            if self.ivr.needed:
+                await self.ivr.start(lambda: self.runners.values(), SurveyStore(self.store), self._on_ivr_record, self.clock)
+        except IvrSetupError as exc:
+            raise StartupError(str(exc)) from exc
+
+    async def _on_ivr_record(self, record: r.CallRecord) -> None:
+        key = record_key(record)
+        for runner in self.runners.values():
+            if runner.owns(key):
+                await runner.on_record(record)
+                return
+
+    async def _start_ops(self) -> None:
+        assert self.store is not None and self.ami is not None
+        self.metrics.instrument_engine(self.store.engine)
+        self.ami.on_action = self.metrics.observe_ami_action
+        for campaign in self.campaigns.values():
+            self.controls.file_seen(campaign, None)
+        if self.watch_campaigns:
+            self.watcher = CampaignWatcher(self, self.config.campaign_dir)
+            await self.watcher.reload()
+            self._tasks.append(asyncio.create_task(self.watcher.run(self._stop_watch), name="campaign-watcher"))
+        self.controls.apply()
+        if self.config.http is not None:
+            self.http = await start_http(self)
+
+    async def _reload(self) -> None:
+        self._reload_requested = False
+        if self.config_path is not None:
+            await reload_config(self, self.config_path)
+        if self.watcher is not None:
+            await self.watcher.reload()
 
     # -- internals ---------------------------------------------------------------
 
@@ -258,6 +354,11 @@ class Daemon:
 
     async def _after_login(self) -> None:
         assert self.ami is not None
+        cutoff = self.clock()  # attempts sent before this login are reconciled
+        # No runner dials on a half-known board (a key call would borrow a general
+        # agent while the key team is still being added).
+        for runner in self.runners.values():
+            runner.board_synced = False
         self.board.logged_out_all()
         queues: set[str] = set()
         for agent in self.config.agents:
@@ -271,15 +372,28 @@ class Daemon:
                 record = to_record(member, now)
                 if isinstance(record, r.MemberStatus):
                     self.board.apply(record)
+        for runner in self.runners.values():
+            runner.board_synced = True
+        if self.reconciler is not None:
+            try:
+                await self.reconciler.reconcile(cutoff)
+            except AmiError:
+                raise
+            except Exception:
+                log.exception("daemon.reconcile_failed")
 
     async def _consume_events(self) -> None:
         assert self.ami is not None
         while True:
             raw, at = await self.ami.events.get()
+            if self.reconciler is not None:
+                await self.reconciler.gate.wait()
             record = to_record(raw, at)
             if record is None:
                 continue
             try:
+                if isinstance(record, r.DispositionRequested) and self.store is not None:
+                    await on_disposition_event(self.store, {n: x.campaign for n, x in self.runners.items()}, record)
                 if isinstance(record, _AGENT_RECORDS):
                     agent = self.board.apply(record)
                     if agent is not None and self.store is not None:
@@ -310,6 +424,7 @@ class Daemon:
                     talking=counts.talking,
                     outcomes=progress.outcomes,
                     finished=progress.finished and not runner.busy,
+                    state=self.controls.state(runner.campaign.name).value,
                 )
             )
         agents = [a for a in self.board.agents() if a.queues]
@@ -320,3 +435,14 @@ class Daemon:
             ami_connected=bool(self.ami and self.ami.connected.is_set()),
             elapsed=self.clock() - self._started_at,
         )
+
+
+def status_line(status: Status) -> str:
+    """One line for `systemctl status` (STATUS=)."""
+    lines = sum(c.ringing + c.waiting + c.talking for c in status.campaigns)
+    running = sum(1 for c in status.campaigns if c.state == "running")
+    ami = "AMI up" if status.ami_connected else "AMI DOWN"
+    return (
+        f"{ami}; {running}/{len(status.campaigns)} campaign(s) running; {lines} call(s) up; "
+        f"agents {status.agents_busy}/{status.agents_logged_in} busy"
+    )

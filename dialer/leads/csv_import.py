@@ -6,6 +6,12 @@ such as `America/New_York`). Header names are matched ignoring case, surrounding
 and spaces or hyphens inside (`Customer ID` is `customer_id`). Every other named column
 is kept as text in `LeadRow.data`, under its header as written.
 
+With a `NumberPolicy` asking for E.164 (a campaign's `numbers.format: e164`), each number
+is normalised with libphonenumber (`dialer.leads.phone_numbers`): a number without `+` is
+read in the policy's default region, an invalid, premium-rate or emergency number is
+rejected with its line, and a row without a `timezone` gets the number's zone when the
+number maps to exactly one.
+
 A bad row is reported with its line in the file (a quoted field spanning lines counts
 every line, as an editor shows them) and is not imported; the good rows still are.
 """
@@ -20,6 +26,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dialer.leads.phone_numbers import NumberError, NumberPolicy, normalise, time_zones
 
 PHONE_SEPARATORS = " -.()"
 _PHONE = re.compile(r"\+?[0-9]+")
@@ -64,8 +72,10 @@ class LeadImport:
     errors: list[RowError]
 
 
-def parse_leads_csv(source: str | Path) -> LeadImport:
+def parse_leads_csv(source: str | Path, numbers: NumberPolicy | None = None) -> LeadImport:
     """Parse leads from a file (a `Path`) or from CSV text (a `str`).
+
+    Without `numbers`, phone numbers are kept as written (digits and a leading +).
 
     A file must be UTF-8 (a byte-order mark is fine). Separators: `,`, `;` or tab,
     whichever the header line uses most.
@@ -79,11 +89,12 @@ def parse_leads_csv(source: str | Path) -> LeadImport:
             return LeadImport([], [RowError(line, None, "not UTF-8 text; save the file as UTF-8 CSV")])
     else:
         text = source.removeprefix("\ufeff")
-    return _Parser(text).parse()
+    return _Parser(text, numbers or NumberPolicy(e164=False)).parse()
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, numbers: NumberPolicy) -> None:
+        self.numbers = numbers
         self.delimiter = _sniff_delimiter(text)
         self.reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True)
         self.rows: list[LeadRow] = []
@@ -170,6 +181,9 @@ class _Parser:
         self.errors.extend(errors)
         if errors or phone is None:
             return
+        if timezone is None and self.numbers.e164:
+            zones = time_zones(phone)
+            timezone = zones[0] if len(zones) == 1 else None
         self.rows.append(
             LeadRow(
                 line=line,
@@ -197,6 +211,12 @@ class _Parser:
                 )
             )
             return None
+        if self.numbers.e164:
+            try:
+                phone = normalise(raw, self.numbers.default_region)
+            except NumberError as exc:
+                errors.append(RowError(line, column, str(exc)))
+                return None
         earlier = self.first_line_of_phone.setdefault(phone, line)
         if earlier != line:
             errors.append(RowError(line, column, f"{phone} is already on line {earlier}"))

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dialer.sandbox.state import SandboxState
 
-CARRIER_EVENTS = frozenset({"invite", "ringing", "answered", "final", "cancelled", "bye_sent", "bye_received"})
+CARRIER_EVENTS = frozenset(
+    {"invite", "ringing", "answered", "final", "cancelled", "bye_sent", "bye_received", "dtmf"}
+)
 AGENT_EVENTS = frozenset({"invite", "answered", "cancelled", "bye_received"})
 
 
@@ -24,6 +26,7 @@ class CarrierEvent:
     number: str
     call_id: str
     status: int | None = None  # the SIP final status, on `final` only
+    key: str | None = None  # the DTMF key sent, on `dtmf` only ("none": a slot left silent)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ def parse_carrier_log(text: str) -> list[CarrierEvent]:
             if len(fields) != 4 or not fields[2].isdigit():
                 raise EventLogError(f"carrier log line {lineno}: want 'final NUMBER STATUS CALL-ID': {line!r}")
             events.append(CarrierEvent(event="final", number=fields[1], call_id=fields[3], status=int(fields[2])))
+        elif fields[0] == "dtmf":
+            if len(fields) != 4:
+                raise EventLogError(f"carrier log line {lineno}: want 'dtmf NUMBER KEY CALL-ID': {line!r}")
+            events.append(CarrierEvent(event="dtmf", number=fields[1], call_id=fields[3], key=fields[2]))
         else:
             if len(fields) != 3:
                 raise EventLogError(f"carrier log line {lineno}: want 'EVENT NUMBER CALL-ID': {line!r}")

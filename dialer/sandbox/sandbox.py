@@ -20,6 +20,7 @@ from typing import Any
 
 from dialer.sandbox import processes
 from dialer.sandbox.errors import SandboxError, SandboxStartError
+from dialer.sandbox.media import write_carrier_scenario
 from dialer.sandbox.ports import SandboxPorts, sipp_control_port, sipp_media_port
 from dialer.sandbox.render import (
     AMI_USERNAME,
@@ -201,7 +202,7 @@ class Sandbox:
 
     def _start(self, say: Progress) -> SandboxState:
         inst = self.instance_dir
-        for sub in ("etc", "run", "spool", "log", "lib", "lib/keys", "cache"):
+        for sub in ("etc", "run", "spool", "log", "lib", "lib/keys", "cache", "sounds"):
             (inst / sub).mkdir(parents=True, exist_ok=True)
         # A socket or pid file left by a killed Asterisk would confuse -rx.
         shutil.rmtree(inst / "run", ignore_errors=True)
@@ -252,12 +253,13 @@ class Sandbox:
             outputs["asterisk"],
         )
         say("starting SIPp carrier and agent phones")
+        carrier_xml = write_carrier_scenario(SCENARIOS / "carrier.xml", work)
         for name, scenario, port in (
             ("carrier", "carrier.xml", self.ports.carrier),
             ("agents", "agent.xml", self.ports.agents),
         ):
             self._children[name] = processes.spawn(
-                _sipp_argv(SCENARIOS / scenario, port, events[name], errors[name]),
+                _sipp_argv(carrier_xml if name == "carrier" else SCENARIOS / scenario, port, events[name], errors[name]),
                 outputs[name],
                 stdout_too=False,  # SIPp redraws its statistics screen there every second
             )
@@ -284,6 +286,27 @@ class Sandbox:
         # start-up that was interrupted.
         write_state(self.state_path, state)
         return state
+
+    def restart_asterisk(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+        """`core restart now`, as an ops team's restart does it: every call is cut and AMI
+        connections drop. Returns once Asterisk is fully booted and AMI logins work again."""
+        state = self.state()
+        try:
+            self._rx("core restart now", timeout_s=5.0)
+        except subprocess.TimeoutExpired:
+            pass  # the remote console may hang up on us mid-restart
+        deadline = time.monotonic() + timeout_s
+        # The old process must let go first, or the checks below would see it.
+        processes.wait_for(lambda: not ami_login_works(state.ami, timeout_s=0.5), 10.0, interval_s=0.1)
+
+        def booted() -> bool:
+            try:
+                return self._rx("core waitfullybooted", timeout_s=5.0).returncode == 0 and ami_login_works(state.ami)
+            except subprocess.TimeoutExpired:
+                return False
+
+        if not processes.wait_for(booted, max(1.0, deadline - time.monotonic()), interval_s=0.5):
+            raise SandboxError(f"Asterisk did not come back after a restart; see {state.asterisk_log}")
 
     def _asterisk_conf(self) -> str:
         return self._chroot_path(self.instance_dir / "etc" / "asterisk.conf")

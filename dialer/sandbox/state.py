@@ -51,6 +51,16 @@ class SandboxState:
     def dial_string(self, number: str) -> str:
         return self.carrier_trunk.format(number=number)
 
+    @property
+    def sounds_dir(self) -> str:
+        """Host path of the directory Asterisk plays rendered prompts from (the dialer's ivr.sounds_dir)."""
+        return str(Path(self.instance_dir) / "sounds")
+
+    @property
+    def asterisk_sounds_dir(self) -> str:
+        """The same directory inside the chroot, as Asterisk names it (the dialer's ivr.asterisk_sounds_dir)."""
+        return "/" + str(Path(self.sounds_dir).relative_to(self.root))
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ports"] = self.ports.to_dict()

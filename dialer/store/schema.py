@@ -62,6 +62,11 @@ leads = Table(
     Column("final_outcome", String(32)),
     Column("data", JSON, nullable=False, default=dict),
     Column("created_at", DateTime, nullable=False),
+    # Campaign rules (migration 0002_rules): lease order (higher first), why a
+    # done lead is done, and the callback it is due for.
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("final_reason", String(64)),
+    Column("callback_id", Integer),
     UniqueConstraint("campaign_id", "customer_id", name="uq_leads_campaign_customer"),
 )
 Index("ix_leads_due", leads.c.campaign_id, leads.c.state, leads.c.next_attempt_at)
@@ -89,6 +94,9 @@ call_attempts = Table(
     Column("bridged_at", DateTime),
     Column("ended_at", DateTime),
     Column("abandoned", Boolean, nullable=False, default=False),
+    Column("disposition", String(32)),
+    Column("disposition_at", DateTime),
+    Column("disposition_agent", String(64)),
 )
 Index("ix_call_attempts_campaign", call_attempts.c.campaign_id, call_attempts.c.ended_at)
 Index("ix_call_attempts_lead", call_attempts.c.lead_id)
@@ -102,3 +110,99 @@ agents = Table(
     Column("state", String(32), nullable=False),
     Column("state_changed_at", DateTime, nullable=False),
 )
+
+# Do-not-call numbers (E.164 or as leads hold them). scope is "*" for the
+# global list, else a campaign name.
+GLOBAL_DNC = "*"
+dnc_numbers = Table(
+    "dnc_numbers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("phone", String(32), nullable=False),
+    Column("scope", String(64), nullable=False),
+    Column("source", String(64)),
+    Column("added_at", DateTime, nullable=False),
+    UniqueConstraint("phone", "scope", name="uq_dnc_phone_scope"),
+)
+
+# A call a customer asked for at a time; states: scheduled, dialing, done, cancelled.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("lead_id", Integer, ForeignKey("leads.id"), nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("agent_id", String(64)),
+    Column("due_at", DateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("requested_by_attempt", String(64)),
+    Column("attempt_id", String(64)),
+    Column("created_at", DateTime, nullable=False),
+    Column("done_at", DateTime),
+)
+Index("ix_callbacks_due", callbacks.c.state, callbacks.c.due_at)
+
+# Customer events imported for revisit campaigns (complaint closed, new customer, ...).
+customer_events = Table(
+    "customer_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_key", String(128), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("occurred_at", DateTime, nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("lead_id", Integer, ForeignKey("leads.id")),
+    Column("imported_at", DateTime, nullable=False),
+)
+
+# IVR surveys (migration 0003_ivr). One row per survey call: status is completed,
+# transferred, opted_out or partial (hung up before the end; the answers given stay).
+survey_results = Table(
+    "survey_results",
+    metadata,
+    Column("attempt_id", String(64), ForeignKey("call_attempts.id"), primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("flow", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("ended_at", DateTime),
+)
+Index("ix_survey_results_campaign", survey_results.c.campaign_id)
+
+# One row per question answered (or given up on: status timeout / invalid, value NULL),
+# in the order asked.
+survey_answers = Table(
+    "survey_answers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("attempt_id", String(64), ForeignKey("call_attempts.id"), nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("question", String(64), nullable=False),
+    Column("value", String(32)),
+    Column("status", String(16), nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("digits", String(32), nullable=False, default=""),
+    Column("answered_at", DateTime, nullable=False),
+    UniqueConstraint("attempt_id", "seq", name="uq_survey_answers_attempt_seq"),
+)
+Index("ix_survey_answers_campaign", survey_answers.c.campaign_id, survey_answers.c.question)
+
+# Answering-machine detection's verdict on an answered call (HUMAN, MACHINE, NOTSURE)
+# and Asterisk's AMDCAUSE, e.g. LONGGREETING-2000-1500; the columns belong to
+# call_attempts above and are added by migration 0003_ivr.
+call_attempts.append_column(Column("amd_status", String(16)))
+call_attempts.append_column(Column("amd_cause", String(64)))
+
+# Customer tiers (migration 0005_tiers): where the stored tier came from (column,
+# value, crm) and when the CRM last confirmed it; each attempt's tier at dial
+# time, the queue it was routed to and why (dedicated, dedicated_away, ...).
+customers.append_column(Column("tier_source", String(16)))
+customers.append_column(Column("tier_checked_at", DateTime))
+call_attempts.append_column(Column("tier", String(32)))
+call_attempts.append_column(Column("routed_queue", String(64)))
+call_attempts.append_column(Column("routing", String(16)))
+# Contact history across campaigns is read by customer.
+Index("ix_leads_customer", leads.c.customer_id)

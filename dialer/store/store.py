@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from dialer.store import migrate
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
+from dialer.store.lease_tiers import LeaseTiers
 
 
 class StoreError(Exception):
@@ -216,11 +217,20 @@ class Store:
                 added += 1
         return ImportSummary(added=added, already_in_campaign=existing)
 
-    async def lease_due_leads(self, campaign_id: int, limit: int, now: datetime) -> list[Lease]:
+    async def lease_due_leads(
+        self,
+        campaign_id: int,
+        limit: int,
+        now: datetime,
+        *,
+        tiers: LeaseTiers | None = None,
+    ) -> list[Lease]:
         """Lease up to `limit` due leads and write their attempt rows, in one transaction.
 
         The attempt row exists before any Originate leaves, so a crash after
         this point can never lose the fact that a number may have been dialed.
+        `tiers` picks which customers' leads (by tier) and in what order
+        (`dialer.store.tier_store`).
         """
         if limit <= 0:
             return []
@@ -243,9 +253,14 @@ class Store:
                         leads.c.campaign_id == campaign_id,
                         leads.c.state == "pending",
                         (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= now),
+                        *(tiers.where() if tiers else ()),
                     )
                     .order_by(
-                        leads.c.priority.desc(), leads.c.next_attempt_at.is_not(None), leads.c.next_attempt_at, leads.c.id
+                        leads.c.priority.desc(),
+                        *(tiers.order() if tiers else ()),
+                        leads.c.next_attempt_at.is_not(None),
+                        leads.c.next_attempt_at,
+                        leads.c.id,
                     )
                     .limit(limit)
                 )

@@ -49,6 +49,7 @@ def make_lab(
     queue: str = "sales",
     dialing: dict[str, Any],
     agents: int | None = None,
+    rules: dict[str, Any] | None = None,
 ) -> Lab:
     campaigns = tmp / "campaigns"
     campaigns.mkdir()
@@ -61,6 +62,11 @@ def make_lab(
                 "caller_id": "+15550100",
                 "queue": queue,
                 "dialing": dialing,
+                # Sandbox numbers (`1030200007`) are not E.164, and a lab counts each call
+                # once: no retries unless a test asks (`rules` overrides both).
+                "numbers": {"format": "as_is"},
+                "retries": {},
+                **(rules or {}),
             }
         )
     )

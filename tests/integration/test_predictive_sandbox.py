@@ -139,6 +139,8 @@ def test_predictive_keeps_agents_busier_than_progressive_under_the_abandon_limit
                         "max_lines": 30,
                         "abandon_window": "24h",
                     },
+                    "numbers": {"format": "as_is"},  # the sandbox's lab numbers are not E.164
+                    "retries": {},
                 }
             )
         )

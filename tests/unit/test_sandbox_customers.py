@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.sandbox.customers import CustomerKind, customer_number, parse_customer_number
+from dialer.sandbox.customers import CustomerKind, customer_number, parse_customer_number, survey_number
 
 
 def test_example_from_the_scheme() -> None:
@@ -63,12 +63,35 @@ def test_out_of_range_fields_are_refused(args: tuple[int, int, int, int], messag
 
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError):
-        customer_number(7, 0, 0, 0)
-    with pytest.raises(ValueError, match="unknown customer kind 7"):
-        parse_customer_number("7000000000")
+        customer_number(0, 0, 0, 0)
+    with pytest.raises(ValueError, match="unknown customer kind 0"):
+        parse_customer_number("0000000000")
 
 
 @pytest.mark.parametrize("number", ["", "103020000", "10302000077", "1030200a07", "+1030200007"])
 def test_numbers_outside_the_scheme_are_refused(number: str) -> None:
     with pytest.raises(ValueError, match="not a sandbox customer number"):
         parse_customer_number(number)
+
+
+def test_survey_customer_keys_and_their_times() -> None:
+    behaviour = parse_customer_number(survey_number(1, "471", 5))
+    assert behaviour.number == "7014710005"
+    assert behaviour.kind is CustomerKind.SURVEY
+    assert behaviour.keys == "471"
+    assert behaviour.key_times() == [(4.0, "4"), (8.0, "7"), (12.0, "1")]
+
+
+def test_a_hang_up_slot_ends_the_key_times() -> None:
+    assert parse_customer_number(survey_number(1, "483", 5)).key_times() == [(4.0, "4"), (8.0, "8")]
+
+
+def test_only_survey_customers_press_keys() -> None:
+    assert parse_customer_number(customer_number(CustomerKind.HELLO, 1, 471, 5)).keys == ""
+    assert parse_customer_number(customer_number(CustomerKind.MACHINE, 1, 20, 5)).expected_outcome == "machine"
+
+
+@pytest.mark.parametrize("keys", ["47", "4710", "4a1"])
+def test_survey_keys_must_be_three_digits(keys: str) -> None:
+    with pytest.raises(ValueError, match="three digits"):
+        survey_number(1, keys, 5)

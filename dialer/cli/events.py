@@ -1,0 +1,79 @@
+"""`dialer events import FILE.csv`: customer events that schedule revisit calls.
+
+Each event (complaint_closed, new_customer, low_satisfaction) goes to every
+enabled campaign whose `revisit` names its kind, due that many days after the
+event. Columns: see `dialer.leads.event_csv`. Exit status: 0 all rows used,
+1 some rows rejected, 2 nothing could be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dialer.cli.context import CommandError, add_config_argument, fail, read_campaigns, read_config
+from dialer.config.models import Campaign
+from dialer.leads.event_csv import EventRow, parse_events_csv
+from dialer.store.customer_events import RevisitSummary, schedule_revisits
+from dialer.store.store import Store, StoreError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("events", help="customer events for revisit campaigns")
+    actions = parser.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    importer = actions.add_parser("import", help="import events from a CSV file (phone,event,date)")
+    importer.add_argument("file", type=Path)
+    add_config_argument(importer)
+    importer.set_defaults(func=run_import)
+
+
+async def _schedule(url: str, plan: list[tuple[Campaign, list[EventRow]]]) -> list[tuple[str, RevisitSummary]]:
+    store = await Store.open(url)
+    now = datetime.now(UTC)
+    try:
+        results = []
+        for campaign, rows in plan:
+            campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
+            results.append((campaign.name, await schedule_revisits(store, campaign_id, rows, campaign.revisit, now)))
+        return results
+    finally:
+        await store.close()
+
+
+def run_import(args: argparse.Namespace) -> int:
+    try:
+        config = read_config(args.config)
+        campaigns = read_campaigns(config, strict=False)
+    except CommandError as exc:
+        return fail(str(exc))
+    if not args.file.is_file():
+        return fail(f"{args.file}: no such file")
+    revisiting = [c for c in campaigns.values() if c.enabled and c.revisit]
+    if not revisiting:
+        return fail(f"no enabled campaign in {config.campaign_dir} has a revisit section")
+    plan: list[tuple[Campaign, list[EventRow]]] = []
+    rejected = 0
+    for campaign in revisiting:
+        # Parsed per campaign: each reads numbers by its own rules (region, E.164 or as written).
+        rows, errors = parse_events_csv(args.file, campaign.numbers.policy(config.default_region))
+        wanted = [r for r in rows if r.kind in campaign.revisit]
+        if wanted:
+            plan.append((campaign, wanted))
+        for error in errors:
+            print(f"{args.file}: {campaign.name}: {error}", file=sys.stderr)
+        rejected += len(errors)
+    if not plan:
+        return fail(f"{args.file}: no event matches a campaign's revisit kinds")
+    try:
+        results = asyncio.run(_schedule(config.database.url, plan))
+    except StoreError as exc:
+        return fail(str(exc))
+    for name, summary in results:
+        print(
+            f"{name}: {summary.scheduled} revisit(s) scheduled, {summary.already_imported} already imported, "
+            f"{summary.busy} lead(s) in a call now"
+        )
+    return 1 if rejected else 0

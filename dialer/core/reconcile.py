@@ -1,0 +1,97 @@
+"""After a restart or a reconnect: which open attempts are still live calls? (pure)
+
+Asterisk's channel list (CoreShowChannels) is the truth. An attempt whose id
+is a channel's Uniqueid (the customer) or Linkedid (the agent's leg) is still
+up and is adopted in the state the channels show; one with no channel ended
+while nobody listened and is closed. Attempts sent after `cutoff` (on the new
+connection) are left alone: their channel may simply not exist yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from dialer.core.attempt import State
+
+CHANNEL_UP = 6
+CHANNEL_RINGING = (4, 5)
+
+
+@dataclass(frozen=True)
+class LiveChannel:
+    channel: str
+    uniqueid: str
+    linkedid: str
+    state: int
+    bridged: bool
+
+    @property
+    def interface(self) -> str:
+        """`PJSIP/agent1-0000000a` -> `PJSIP/agent1`."""
+        return self.channel.rsplit("-", 1)[0]
+
+
+@dataclass(frozen=True)
+class Adopt:
+    attempt_id: str
+    state: State
+    channel: str | None
+    agent_interface: str | None
+
+
+@dataclass(frozen=True)
+class Vanished:
+    attempt_id: str
+    outcome: str
+
+
+def channel_from_event(event: Mapping[str, str]) -> LiveChannel | None:
+    """A CoreShowChannel list entry as a LiveChannel (None if it is not one)."""
+    lowered = {k.lower(): v for k, v in event.items()}
+    if lowered.get("event", "").lower() != "coreshowchannel":
+        return None
+    try:
+        state = int(lowered.get("channelstate", "0"))
+    except ValueError:
+        state = 0
+    return LiveChannel(
+        channel=lowered.get("channel", ""),
+        uniqueid=lowered.get("uniqueid", ""),
+        linkedid=lowered.get("linkedid", ""),
+        state=state,
+        bridged=bool(lowered.get("bridgeid", "").strip()),
+    )
+
+
+def vanished_outcome(last_state: str) -> str:
+    """The outcome of an attempt that ended unseen: known only if an agent had it."""
+    return "answered" if last_state == State.bridged.value else "interrupted"
+
+
+def plan(open_attempts: Iterable[tuple[str, str]], channels: Iterable[LiveChannel]) -> list[Adopt | Vanished]:
+    """For each (attempt id, last stored state): adopt it or close it."""
+    by_attempt: dict[str, list[LiveChannel]] = {}
+    for channel in channels:
+        for key in {channel.uniqueid, channel.linkedid}:
+            by_attempt.setdefault(key, []).append(channel)
+    decisions: list[Adopt | Vanished] = []
+    for attempt_id, last_state in open_attempts:
+        legs = by_attempt.get(attempt_id)
+        if not legs:
+            decisions.append(Vanished(attempt_id, vanished_outcome(last_state)))
+            continue
+        customer = next((c for c in legs if c.uniqueid == attempt_id), None)
+        agents = [c for c in legs if c.uniqueid != attempt_id]
+        if customer is None:
+            # Only the agent's leg is left: the customer is gone, the call is over.
+            decisions.append(Vanished(attempt_id, vanished_outcome(last_state)))
+        elif customer.bridged and agents:
+            decisions.append(Adopt(attempt_id, State.bridged, customer.channel, agents[0].interface))
+        elif customer.state == CHANNEL_UP:
+            decisions.append(Adopt(attempt_id, State.up, customer.channel, None))
+        elif customer.state in CHANNEL_RINGING:
+            decisions.append(Adopt(attempt_id, State.ringing, customer.channel, None))
+        else:
+            decisions.append(Adopt(attempt_id, State.dialing, customer.channel, None))
+    return decisions

@@ -1,0 +1,175 @@
+"""Reconcile open attempts with Asterisk's channels at start and after every AMI login.
+
+This replaces closing every open attempt blindly at start: calls still up
+are adopted (their runner follows them again), the others get their final
+row and their lead goes to retry or done by the campaign's policy. Nothing
+is ever dialed again for the same attempt; a retry is a new attempt.
+
+While reconciling, `gate` is clear and the daemon's event consumer waits:
+events that arrive between the channel list and the adoption are then
+applied to the adopted attempts instead of being dropped as unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from dialer.ami.gateway import AmiGateway
+from dialer.config.campaign_rules import DEFAULT_RETRIES, retry_rules
+from dialer.core.attempt import Attempt, State
+from dialer.core.reconcile import Adopt, LiveChannel, Vanished, channel_from_event, plan
+from dialer.daemon.campaign_runner import CampaignRunner
+from dialer.store.lead_outcomes import OpenAttempt, finish_with_rules, open_attempts
+from dialer.store.store import Store
+
+log = structlog.get_logger("dialer.reconcile")
+
+
+@dataclass(frozen=True)
+class ReconcileSummary:
+    adopted: int
+    closed: int
+    left_open: int
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.replace(tzinfo=UTC).timestamp()
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        ami: AmiGateway,
+        runners: Callable[[], Mapping[str, CampaignRunner]],
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.ami = ami
+        self._runners = runners
+        self._clock = clock
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def live_channels(self) -> list[LiveChannel]:
+        reply = await self.ami.action({"Action": "CoreShowChannels"}, as_list=True)
+        entries = reply if isinstance(reply, list) else [reply]
+        return [c for entry in entries if (c := channel_from_event(dict(entry))) is not None]
+
+    async def reconcile(self, cutoff: float) -> ReconcileSummary:
+        """Adopt or close every attempt sent before `cutoff` (epoch seconds) that is not ended."""
+        self.gate.clear()
+        try:
+            return await self._reconcile(cutoff)
+        finally:
+            self.gate.set()
+
+    async def _reconcile(self, cutoff: float) -> ReconcileSummary:
+        runners = {r.campaign_id: r for r in self._runners().values()}
+        in_memory = {aid: (runner, a) for runner in runners.values() for aid, a in runner.attempts.items()}
+        rows = {
+            row.id: row
+            for row in await open_attempts(self.store)
+            if (_epoch(row.dialed_at) or 0.0) < cutoff or row.id in in_memory
+        }
+        candidates = [
+            (aid, in_memory[aid][1].state.value if aid in in_memory else row.state)
+            for aid, row in rows.items()
+            if aid not in in_memory or in_memory[aid][1].dialed_at < cutoff
+        ]
+        channels = await self.live_channels() if candidates else []
+        now = self._clock()
+        adopted = closed = left = 0
+        for decision in plan(candidates, channels):
+            row = rows[decision.attempt_id]
+            runner = runners.get(row.campaign_id)
+            memory = in_memory.get(decision.attempt_id)
+            if memory and memory[1].id not in memory[0].attempts:
+                continue  # the runner settled it while the channel list was on its way
+            if isinstance(decision, Adopt):
+                if runner is None:
+                    left += 1
+                    log.warning("reconcile.no_runner", attempt=row.id, campaign_id=row.campaign_id)
+                    continue
+                attempt = memory[1] if memory else self._revive(runner, row)
+                await self._catch_up(attempt, decision, now)
+                runner.attempts[attempt.id] = attempt
+                adopted += 1
+                log.info("call.adopted", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
+            else:
+                if memory and memory[1].hangup_at is not None:
+                    continue  # its Hangup was seen: the runner's own settle decides
+                await self._close(decision, row, runner, memory[1] if memory else None, now)
+                closed += 1
+        summary = ReconcileSummary(adopted, closed, left)
+        log.info("reconcile.done", adopted=adopted, closed=closed, left_open=left, channels=len(channels))
+        return summary
+
+    def _revive(self, runner: CampaignRunner, row: OpenAttempt) -> Attempt:
+        return Attempt(
+            id=row.id,
+            lead_id=row.lead_id,
+            phone=row.phone,
+            queue=runner.campaign.queue,
+            dialed_at=_epoch(row.dialed_at) or self._clock(),
+            ring_timeout=runner.campaign.dialing.ring_timeout,
+            answered_at=_epoch(row.answered_at),
+            bridged_at=_epoch(row.bridged_at),
+        )
+
+    async def _catch_up(self, attempt: Attempt, decision: Adopt, now: float) -> None:
+        """Bring the attempt to the state its channels show; write what changed."""
+        changes: dict[str, object] = {}
+        attempt.channel = decision.channel or attempt.channel
+        order = [State.dialing, State.ringing, State.up, State.bridged]
+        if order.index(decision.state) > order.index(attempt.state):
+            attempt.state = decision.state
+            changes["state"] = decision.state.value
+        if attempt.state is State.ringing and attempt.ringing_at is None:
+            attempt.ringing_at = now
+            changes["ringing_at"] = now
+        if attempt.state in (State.up, State.bridged) and attempt.answered_at is None:
+            attempt.answered_at = now
+            changes["answered_at"] = now
+        if attempt.state is State.bridged and attempt.bridged_at is None:
+            attempt.bridged_at = now
+            changes["bridged_at"] = now
+        if decision.agent_interface and attempt.agent_interface is None:
+            attempt.agent_interface = decision.agent_interface
+        if changes:
+            await self.store.update_attempt(
+                attempt.id,
+                **{k: datetime.fromtimestamp(v, UTC) if isinstance(v, float) else v for k, v in changes.items()},
+            )
+
+    async def _close(
+        self,
+        decision: Vanished,
+        row: OpenAttempt,
+        runner: CampaignRunner | None,
+        attempt: Attempt | None,
+        now: float,
+    ) -> None:
+        # A campaign not running now (disabled, file removed) still gets the default policy.
+        rules = retry_rules(runner.campaign.retries if runner else DEFAULT_RETRIES)
+        columns: dict[str, object] = {"ended_at": datetime.fromtimestamp(now, UTC)}
+        if attempt is not None and runner is not None:
+            attempt.finish(now)
+            runner.attempts.pop(attempt.id, None)
+            runner.finished_count += 1
+            runner.outcomes[decision.outcome] = runner.outcomes.get(decision.outcome, 0) + 1
+        step = await finish_with_rules(
+            self.store, row.id, outcome=decision.outcome, now=datetime.fromtimestamp(now, UTC), rules=rules, **columns
+        )
+        log.warning(
+            "call.closed_unseen",
+            attempt=row.id,
+            number=row.phone,
+            outcome=decision.outcome,
+            next=type(step).__name__.lower() if step else None,
+        )

@@ -1,0 +1,305 @@
+"""One campaign's tier work at dial time: which leads to lease per tier, the CRM
+lookup, the contact policy, the routing of each call and its screen pop.
+
+The campaign runner calls in here at a few points (see `CampaignRunner.tick`);
+the decisions are the pure core's (`dialer.core.routing`,
+`dialer.core.tier_pacing`, `dialer.core.contact_policy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from dialer.ami.errors import AmiError
+from dialer.ami.gateway import AmiGateway
+from dialer.config.models import Campaign
+from dialer.config.tiers import DEFAULT_TIERS, TierConfig, contact_rules, ladder
+from dialer.core import records as r
+from dialer.core.agents import AgentBoard
+from dialer.core.attempt import Attempt, State
+from dialer.core.contact_policy import ContactRule, next_allowed, revisit_at
+from dialer.core.pacing import PacingSnapshot
+from dialer.core.routing import QueueAgents, Routing, route
+from dialer.core.tier_pacing import Claims, ReservedRoom, general_free_for_pacing, reserved_room
+from dialer.core.tiers import TierLadder
+from dialer.crm_client import CrmClient
+from dialer.store import tier_store
+from dialer.store.lead_outcomes import release_unsent
+from dialer.store.lease_tiers import LeaseTiers
+from dialer.store.store import Lease, Store
+
+log = structlog.get_logger("dialer.tiers")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
+_LIVE = (State.dialing, State.ringing, State.up)
+
+
+def _variable_safe(value: str) -> str:
+    # Originate splits Variable values on commas; keep ids to a plain alphabet.
+    return _UNSAFE.sub("_", value)[:64]
+
+
+def _header_safe(value: object) -> str:
+    return str(value).replace("\r", " ").replace("\n", " ")[:200]
+
+
+@dataclass(frozen=True)
+class DialInfo:
+    tier: str
+    routing: Routing
+    customer: tier_store.CustomerInfo | None
+    reserved: bool
+
+
+class TierDialing:
+    def __init__(
+        self,
+        store: Store,
+        board: AgentBoard,
+        tiers: list[TierConfig] | None = None,
+    ) -> None:
+        self.store = store
+        self.board = board
+        self.set_ladder(tiers or list(DEFAULT_TIERS))
+        self._crm: CrmClient | None = None
+        self._crm_config: Any = None
+        self._claims: dict[str, str] = {}  # attempt id -> "dedicated" | "general"
+        self._expected_general = 0  # reserved leases taken this tick, not yet prepared
+        self.calls: dict[str, DialInfo] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def set_ladder(self, tiers: list[TierConfig]) -> None:
+        self.ladder: TierLadder = ladder(tiers)
+        self.contact: dict[str, ContactRule] = contact_rules(tiers)
+
+    # -- pacing per tier -------------------------------------------------------
+
+    def claims(self, attempts: Mapping[str, Attempt]) -> Claims:
+        """Claims on agents held by reserved-tier calls not yet bridged (others are dropped)."""
+        for attempt_id in [a for a in self._claims if a not in attempts or attempts[a].state not in _LIVE]:
+            del self._claims[attempt_id]
+        pools = list(self._claims.values())
+        return Claims(dedicated=pools.count("dedicated"), general=pools.count("general"))
+
+    def reserved(self, campaign: Campaign) -> frozenset[str]:
+        return campaign.tiers.reserved_tiers(self.ladder)
+
+    def lease_tiers(self, campaign: Campaign, *, reserved: bool) -> LeaseTiers:
+        tiers = self.reserved(campaign)
+        ranks = self.ladder.ranks()
+        if reserved:
+            return LeaseTiers(ranks, only=tiers, order_by=campaign.tiers.order_by)
+        return LeaseTiers(ranks, exclude=tiers, order_by=campaign.tiers.order_by)
+
+    def _dedicated_queues(self, campaign: Campaign) -> set[str]:
+        return {rule.queue for t, rule in campaign.tiers.routing.items() if rule.queue and t in self.reserved(campaign)}
+
+    def room(self, campaign: Campaign, attempts: Mapping[str, Attempt], lines_left: int) -> ReservedRoom:
+        """Agents free for new reserved-tier calls now."""
+        dedicated = {a.id for q in self._dedicated_queues(campaign) for a in self.board.in_queue(q) if a.free}
+        general = {a.id for a in self.board.in_queue(campaign.queue) if a.free} - dedicated
+        reserved = self.reserved(campaign)
+        waits = any(
+            rule.wait_for_dedicated and rule.queue and self.board.in_queue(rule.queue)
+            for tier, rule in campaign.tiers.routing.items()
+            if tier in reserved
+        )
+        claims = self.claims(attempts)
+        return reserved_room(
+            dedicated_free=len(dedicated),
+            general_free=len(general),
+            claims=claims,
+            lines_left=lines_left,
+            paced_in_flight=sum(1 for a in attempts.values() if a.state in _LIVE and a.id not in self._claims),
+            borrow_general=not waits,
+        )
+
+    def leased_reserved(self, count: int, room: ReservedRoom) -> None:
+        """Reserved leases were just taken: the general agents they will claim are not the pacing's."""
+        self._expected_general = max(0, count - room.dedicated_free)
+
+    def adjust_snapshot(self, snapshot: PacingSnapshot, attempts: Mapping[str, Attempt], now: float) -> PacingSnapshot:
+        """What the predictive pacing of the other tiers sees: reserved calls and their agents left out."""
+        claims = self.claims(attempts)
+        claims = Claims(claims.dedicated, claims.general + self._expected_general)
+        if not self._claims and not self._expected_general:
+            return snapshot
+        claimed = [attempts[a] for a in self._claims]
+        return replace(
+            snapshot,
+            agents_free=general_free_for_pacing(snapshot.agents_free, claims),
+            ringing=tuple(
+                max(0.0, now - a.dialed_at)
+                for a in attempts.values()
+                if a.state in (State.dialing, State.ringing) and a.id not in self._claims
+            ),
+            waiting_for_agent=max(0, snapshot.waiting_for_agent - sum(1 for a in claimed if a.state is State.up)),
+        )
+
+    # -- before the Originate --------------------------------------------------
+
+    def _crm_client(self, campaign: Campaign) -> CrmClient | None:
+        config = campaign.tiers.crm if "crm" in campaign.tiers.sources else None
+        if config != self._crm_config:
+            if self._crm is not None:
+                task = asyncio.create_task(self._crm.close())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._crm = CrmClient(config) if config is not None else None
+            self._crm_config = config
+        return self._crm
+
+    async def prepare(
+        self, campaign: Campaign, leases: list[Lease], *, room: ReservedRoom, now: float
+    ) -> list[Lease]:
+        """Tier, contact policy and routing of each lease; the leases that may be dialed now.
+
+        A lease that must wait is given back (due again when the policy allows);
+        one whose CRM tier turned out to be reserved while no agent is free for
+        it is given back due at once, for the reserved pass of a later tick.
+        """
+        self._expected_general = 0
+        if not leases:
+            return []
+        moment = datetime.fromtimestamp(now, UTC)
+        infos = await tier_store.customer_info(self.store, [lease.lead_id for lease in leases])
+        tiers = await self._tiers(campaign, leases, infos, moment)
+        history = await tier_store.contact_history(
+            self.store,
+            {i.customer_id for i in infos.values()},
+            exclude_attempts=[lease.attempt_id for lease in leases],
+        )
+        reserved_tiers = self.reserved(campaign)
+        dedicated_left, general_left = room.dedicated_free, room.general_free
+        routes = campaign.tiers.routes()
+        kept = []
+        for lease in leases:
+            info = infos.get(lease.lead_id)
+            tier = tiers[lease.attempt_id]
+            if info is not None and lease.callback_id is None:
+                # A callback is a call the customer asked for: the policy does not hold it.
+                until = next_allowed(self.contact.get(tier, ContactRule()), history.get(info.customer_id, []), moment)
+                if until is not None:
+                    await release_unsent(self.store, lease.attempt_id, next_attempt_at=until)
+                    log.info("lead.contact_policy", campaign=campaign.name, number=lease.phone, tier=tier,
+                             until=until.isoformat())
+                    continue
+            reserved = tier in reserved_tiers
+            agents = self._queue_agents(campaign, dedicated_left if reserved else None)
+            routing = route(
+                tier, routes, general_queue=campaign.queue, agent_wait=campaign.dialing.agent_wait, agents=agents
+            )
+            if reserved:
+                if routing.dedicated and dedicated_left > 0:
+                    dedicated_left -= 1
+                    self._claims[lease.attempt_id] = "dedicated"
+                elif general_left > 0:
+                    general_left -= 1
+                    self._claims[lease.attempt_id] = "general"
+                    if routing.dedicated:
+                        # No dedicated agent left for it this tick: straight to the general queue.
+                        routing = route(tier, routes, general_queue=campaign.queue,
+                                        agent_wait=campaign.dialing.agent_wait, agents={})
+                else:
+                    await release_unsent(self.store, lease.attempt_id, next_attempt_at=None)
+                    log.info("lead.waits_for_agent", campaign=campaign.name, number=lease.phone, tier=tier)
+                    continue
+            self.calls[lease.attempt_id] = DialInfo(tier, routing, info, reserved)
+            await self.store.update_attempt(
+                lease.attempt_id, tier=tier, routed_queue=routing.queue, routing=routing.reason
+            )
+            kept.append(lease)
+        return kept
+
+    def _queue_agents(self, campaign: Campaign, dedicated_left: int | None) -> dict[str, QueueAgents]:
+        agents = {}
+        for rule in campaign.tiers.routing.values():
+            if rule.queue:
+                members = self.board.in_queue(rule.queue)
+                free = sum(1 for a in members if a.free)
+                if dedicated_left is not None:
+                    free = min(free, dedicated_left)
+                agents[rule.queue] = QueueAgents(len(members), free)
+        return agents
+
+    async def _tiers(
+        self, campaign: Campaign, leases: list[Lease], infos: Mapping[int, tier_store.CustomerInfo], moment: datetime
+    ) -> dict[str, str]:
+        stored = {lease.attempt_id: self.ladder.known(lease.tier) for lease in leases}
+        crm = self._crm_client(campaign)
+        if crm is None:
+            return {a: t or self.ladder.lowest.name for a, t in stored.items()}
+
+        async def ask(lease: Lease) -> tuple[str, str | None]:
+            info = infos.get(lease.lead_id)
+            answer = await crm.tier(lease.phone, info.external_id if info else None, lease.tier)
+            tier = self.ladder.known(answer.tier)
+            if answer.source == "crm" and tier is not None and info is not None and tier != stored[lease.attempt_id]:
+                await tier_store.set_crm_tier(self.store, info.customer_id, tier, moment)
+            return lease.attempt_id, tier
+
+        found = dict(await asyncio.gather(*(ask(lease) for lease in leases)))
+        return {a: found.get(a) or stored[a] or self.ladder.lowest.name for a in stored}
+
+    def variables(self, attempt_id: str) -> dict[str, str]:
+        """Originate variables of the routing (`asterisk-conf/README.md`)."""
+        info = self.calls.get(attempt_id)
+        if info is None:
+            return {}
+        customer = ""
+        if info.customer is not None:
+            customer = _variable_safe(info.customer.external_id or str(info.customer.customer_id))
+        return {**info.routing.variables(), "DIALER_CUSTOMER": customer}
+
+    # -- while the call runs, and after ----------------------------------------------
+
+    def on_agent_ringing(self, ami: AmiGateway, campaign: Campaign, record: r.AgentRinging, agent_id: str) -> None:
+        """Tell CTI integrations whose call is ringing an agent (UserEvent DialerScreenPop)."""
+        info = self.calls.get(record.uniqueid)
+        fields = {
+            "Action": "UserEvent",
+            "UserEvent": "DialerScreenPop",
+            "Attempt": record.uniqueid,
+            "Campaign": campaign.name,
+            "Agent": agent_id,
+            "Interface": record.interface,
+            "Queue": record.queue,
+            "Tier": info.tier if info else "",
+            "Customer": (info.customer.external_id or str(info.customer.customer_id)) if info and info.customer else "",
+            "Name": (info.customer.name or "") if info and info.customer else "",
+            "Value": "" if not info or not info.customer or info.customer.value is None else str(info.customer.value),
+        }
+        task = asyncio.create_task(self._send(ami, {k: _header_safe(v) for k, v in fields.items()}))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, ami: AmiGateway, fields: dict[str, str]) -> None:
+        try:
+            await ami.action(fields)
+        except AmiError as exc:
+            # A screen pop that did not go out must not disturb the call.
+            log.warning("screen_pop.not_sent", attempt=fields["Attempt"], error=str(exc))
+
+    async def after_attempt(self, campaign: Campaign, attempt: Attempt, outcome: str, now: float) -> None:
+        """Forget the call; a revisit programme books the customer's next call."""
+        info = self.calls.pop(attempt.id, None)
+        self._claims.pop(attempt.id, None)
+        if info is None or outcome != "answered" or attempt.answered_at is None:
+            return
+        at = revisit_at(campaign.tiers.revisit_days.get(info.tier), datetime.fromtimestamp(attempt.answered_at, UTC))
+        if at is not None and await tier_store.schedule_revisit(self.store, attempt.id, at):
+            log.info("lead.revisit_scheduled", campaign=campaign.name, attempt=attempt.id, tier=info.tier,
+                     at=at.isoformat())
+
+    async def close(self) -> None:
+        if self._crm is not None:
+            await self._crm.close()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,235 @@
+"""Dispositions: what the agent says a call came to, and what that does to the lead.
+
+One entry point, `apply_disposition`, for every path an agent has: the AMI
+UserEvent `DialerDisposition` (from the dialplan or the agent's phone) and
+the control API's `POST /dispositions`. A campaign's `dispositions` map codes
+to actions (`dialer.config.campaign_rules.DispositionAction`):
+
+- close: the lead is done, its final reason the code (sale, not_interested ...);
+- callback: call again at `callback_at`, preferably by the same agent;
+- dnc: the number goes on the global do-not-call list and the lead is done;
+- retry: call again after the campaign's `no_answer` retry delay.
+
+It may come while the call is still up: the lead's fate is written at once
+and the attempt's own end no longer changes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import select, update
+
+from dialer.config.campaign_rules import DispositionAction
+from dialer.config.models import Campaign
+from dialer.core.records import DispositionRequested
+from dialer.store import callbacks as callback_store
+from dialer.store.schema import GLOBAL_DNC, call_attempts, callbacks, campaigns, dnc_numbers, leads
+from dialer.store.store import Store, StoreError, _naive_utc
+
+log = structlog.get_logger("dialer.dispositions")
+
+DEFAULT_RETRY_DELAY = timedelta(hours=1)
+
+
+class DispositionError(ValueError):
+    """The disposition cannot be applied; the message says why (for the agent or the API client)."""
+
+
+class UnknownAttempt(DispositionError):
+    """No such attempt (or the lead has none): a 404 for the control API."""
+
+
+@dataclass(frozen=True)
+class DispositionResult:
+    attempt_id: str
+    lead_id: int
+    campaign: str
+    code: str
+    action: DispositionAction
+    callback_id: int | None = None
+
+
+async def apply_disposition(
+    store: Store,
+    campaigns_by_name: Mapping[str, Campaign],
+    *,
+    code: str,
+    now: datetime,
+    attempt_id: str | None = None,
+    lead_id: int | None = None,
+    callback_at: datetime | None = None,
+    agent: str | None = None,
+) -> DispositionResult:
+    """Record `code` on an attempt (or a lead's latest attempt) and apply its action, in one transaction.
+
+    Raises DispositionError for an unknown attempt or code, a callback
+    without a future time, or a lead already being called again.
+    """
+    if (attempt_id is None) == (lead_id is None):
+        raise DispositionError("give exactly one of attempt_id and lead_id")
+    if callback_at is not None and callback_at.tzinfo is None:
+        raise DispositionError("callback_at needs a time zone (e.g. 2026-11-24T15:00:00+01:00)")
+    try:
+        async with store._write() as conn:
+            query = select(
+                call_attempts.c.id,
+                call_attempts.c.lead_id,
+                call_attempts.c.phone,
+                call_attempts.c.outcome,
+                call_attempts.c.agent_id,
+                campaigns.c.id.label("campaign_id"),
+                campaigns.c.name,
+            ).join(campaigns, campaigns.c.id == call_attempts.c.campaign_id)
+            if attempt_id is not None:
+                query = query.where(call_attempts.c.id == attempt_id)
+            else:
+                query = (
+                    query.where(call_attempts.c.lead_id == lead_id)
+                    .order_by(call_attempts.c.dialed_at.desc(), call_attempts.c.attempt_no.desc())
+                    .limit(1)
+                )
+            attempt = (await conn.execute(query)).first()
+            if attempt is None:
+                raise UnknownAttempt(
+                    f"no attempt {attempt_id!r}" if attempt_id is not None else f"lead {lead_id} has no attempt"
+                )
+            campaign = campaigns_by_name.get(attempt.name)
+            if campaign is None:
+                raise DispositionError(f"campaign {attempt.name!r} is not loaded")
+            action = campaign.dispositions.get(code)
+            if action is None:
+                known = ", ".join(sorted(campaign.dispositions))
+                raise DispositionError(f"unknown disposition {code!r} for campaign {campaign.name} (known: {known})")
+            if action is DispositionAction.callback and (callback_at is None or callback_at <= now):
+                raise DispositionError(f"disposition {code!r} needs callback_at, a time in the future")
+            lead = (
+                await conn.execute(
+                    select(leads.c.lease_attempt_id, leads.c.callback_id).where(leads.c.id == attempt.lead_id)
+                )
+            ).one()
+            if lead.lease_attempt_id not in (None, attempt.id):
+                raise DispositionError(
+                    f"lead {attempt.lead_id} is being called again (attempt {lead.lease_attempt_id})"
+                )
+
+            await conn.execute(
+                update(call_attempts)
+                .where(call_attempts.c.id == attempt.id)
+                .values(disposition=code, disposition_at=_naive_utc(now), disposition_agent=agent)
+            )
+            if lead.callback_id:
+                await conn.execute(
+                    update(callbacks)
+                    .where(callbacks.c.id == lead.callback_id, callbacks.c.state == "scheduled")
+                    .values(state="done", attempt_id=attempt.id, done_at=_naive_utc(now))
+                )
+            callback_id = None
+            if action is DispositionAction.callback:
+                assert callback_at is not None
+                callback_id = await callback_store.schedule(
+                    conn,
+                    lead_id=attempt.lead_id,
+                    campaign_id=attempt.campaign_id,
+                    phone=attempt.phone,
+                    due_at=callback_at,
+                    agent_id=agent or attempt.agent_id,
+                    requested_by=attempt.id,
+                    now=now,
+                )
+            elif action is DispositionAction.retry:
+                rule = campaign.retries.get("no_answer")
+                delay = rule.rule().delay if rule else DEFAULT_RETRY_DELAY
+                await conn.execute(
+                    update(leads)
+                    .where(leads.c.id == attempt.lead_id)
+                    .values(
+                        state="pending",
+                        lease_attempt_id=None,
+                        next_attempt_at=_naive_utc(now + delay),
+                        callback_id=None,
+                        final_outcome=None,
+                        final_reason=None,
+                    )
+                )
+            else:
+                if action is DispositionAction.dnc:
+                    listed = (
+                        await conn.execute(
+                            select(dnc_numbers.c.id).where(
+                                dnc_numbers.c.phone == attempt.phone, dnc_numbers.c.scope == GLOBAL_DNC
+                            )
+                        )
+                    ).first()
+                    if listed is None:
+                        await conn.execute(
+                            dnc_numbers.insert().values(
+                                phone=attempt.phone,
+                                scope=GLOBAL_DNC,
+                                source=f"disposition {attempt.id}",
+                                added_at=_naive_utc(now),
+                            )
+                        )
+                await conn.execute(
+                    update(leads)
+                    .where(leads.c.id == attempt.lead_id)
+                    .values(
+                        state="done",
+                        lease_attempt_id=None,
+                        next_attempt_at=None,
+                        callback_id=None,
+                        final_outcome=attempt.outcome or "answered",
+                        final_reason="dnc" if action is DispositionAction.dnc else code,
+                    )
+                )
+    except StoreError as exc:
+        raise DispositionError(f"cannot record the disposition: {exc}") from exc
+    return DispositionResult(attempt.id, attempt.lead_id, campaign.name, code, action, callback_id)
+
+
+def parse_callback_at(text: str) -> datetime:
+    """A callback time as agents' phones and the API send it: ISO 8601 with an offset, or epoch seconds."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise DispositionError(
+            f"CallbackAt {text!r} is not a time (ISO 8601 with an offset, or epoch seconds)"
+        ) from None
+    if moment.tzinfo is None:
+        raise DispositionError(f"CallbackAt {text!r} has no UTC offset")
+    return moment
+
+
+async def on_disposition_event(
+    store: Store, campaigns_by_name: Mapping[str, Campaign], record: DispositionRequested
+) -> DispositionResult | None:
+    """The AMI path: apply a `DialerDisposition` UserEvent; a bad one is logged, not raised."""
+    try:
+        callback_at = parse_callback_at(record.callback_at) if record.callback_at else None
+        result = await apply_disposition(
+            store,
+            campaigns_by_name,
+            attempt_id=record.attempt_id,
+            code=record.code,
+            now=datetime.fromtimestamp(record.at, UTC),
+            callback_at=callback_at,
+            agent=record.agent,
+        )
+    except DispositionError as exc:
+        log.warning("disposition.rejected", attempt=record.attempt_id, code=record.code, error=str(exc))
+        return None
+    log.info(
+        "disposition.applied",
+        attempt=result.attempt_id,
+        code=result.code,
+        action=result.action.value,
+        callback=result.callback_id,
+    )
+    return result

@@ -1,0 +1,426 @@
+"""The control API, metrics and health checks: one FastAPI app over a running daemon.
+
+Every route but the health checks (and `/metrics`, unless configured) needs
+`Authorization: Bearer <token>`. Errors are JSON `{"message": ..., "errors": [...]}`:
+401 no or wrong token, 404 unknown campaign/agent/lead, 409 a request the
+campaign's state refuses, 422 malformed input, 503 AMI or the database not
+available right now.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
+# time, and the dependencies in them are local to build_app.
+import dataclasses
+import secrets
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from dialer import __version__
+from dialer.ami.errors import AmiError
+from dialer.config.models import AgentConfig
+from dialer.daemon.campaign_watcher import ControlError
+from dialer.dispositions import DispositionError, apply_disposition
+from dialer.http import schemas as s
+from dialer.leads.csv_import import LeadRow
+from dialer.metrics import CONTENT_TYPE
+from dialer.screen_pop import for_attempt as screen_pop_for_attempt
+from dialer.store.callbacks import list_callbacks
+from dialer.store.store import StoreError
+
+if TYPE_CHECKING:
+    from dialer.daemon.server import Daemon
+
+log = structlog.get_logger("dialer.http")
+
+
+def lead_out(row: dict[str, Any]) -> s.LeadOut:
+    # The store's customer_id is the row key; the API shows the CRM's id.
+    return s.LeadOut(**{**row, "customer_id": row["external_id"]})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorBody, "description": text}
+    for code, text in (
+        (401, "no token or a wrong one"),
+        (404, "not found"),
+        (409, "refused in the current state"),
+        (422, "malformed input"),
+        (503, "AMI or the database is not available"),
+    )
+}
+
+
+def build_app(daemon: "Daemon") -> FastAPI:
+    app = FastAPI(
+        title="dialer control API",
+        version=__version__,
+        description="Control and watch a running `dialer run` daemon.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    bearer = HTTPBearer(auto_error=False, description="the token of http.token / token_file / token_env")
+
+    def authorised(credentials: HTTPAuthorizationCredentials | None) -> None:
+        http = daemon.config.http
+        if http is None:
+            raise ApiError(401, "the control API has no token configured")
+        try:
+            expected = http.resolve_token()
+        except (OSError, LookupError) as exc:
+            log.error("http.token_unavailable", error=str(exc))
+            raise ApiError(401, "the daemon cannot read its API token") from None
+        if credentials is None:
+            raise ApiError(401, "missing token: send 'Authorization: Bearer <token>'")
+        if not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+            raise ApiError(401, "wrong token")
+
+    async def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        authorised(credentials)
+
+    api = APIRouter(dependencies=[Depends(require_token)], responses=_ERRORS)
+
+    # -- errors -------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"message": exc.message, "errors": []}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+        return JSONResponse({"message": message, "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body that is not JSON: malformed input like any other.
+            return JSONResponse({"message": f"body: {exc.detail}", "errors": []}, status_code=422)
+        return JSONResponse({"message": str(exc.detail), "errors": []}, status_code=exc.status_code)
+
+    @app.exception_handler(AmiError)
+    async def _ami_error(_request: Request, exc: AmiError) -> JSONResponse:
+        return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=503)
+
+    @app.exception_handler(StoreError)
+    async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        log.error("http.store_error", error=str(exc))
+        return JSONResponse({"message": "database not available", "errors": []}, status_code=503)
+
+    # -- health and metrics (no token) ----------------------------------------------
+
+    @app.get("/healthz", response_model=s.Health, tags=["health"])
+    async def healthz() -> s.Health:
+        """The process is alive and its event loop answers."""
+        return s.Health(ok=True)
+
+    @app.get("/readyz", response_model=s.Health, tags=["health"], responses={503: {"model": s.Health}})
+    async def readyz() -> Response:
+        """Ready to dial: logged in to AMI and the database takes writes."""
+        checks: dict[str, str] = {}
+        ami = daemon.ami
+        checks["ami"] = "ok" if ami is not None and ami.connected.is_set() else "not logged in"
+        if daemon.store is None:
+            checks["database"] = "not open"
+        else:
+            try:
+                await daemon.store.check_writable()
+                checks["database"] = "ok"
+            except StoreError as exc:
+                checks["database"] = str(exc)[:200]
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(s.Health(ok=ok, checks=checks).model_dump(), status_code=200 if ok else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format"}, 401: _ERRORS[401]},
+    )
+    async def metrics(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Response:
+        if daemon.config.http is not None and daemon.config.http.metrics_need_token:
+            authorised(credentials)
+        return Response(await daemon.metrics.render(), media_type=CONTENT_TYPE)
+
+    # -- status and campaigns ---------------------------------------------------------
+
+    async def campaign_out(name: str) -> s.CampaignOut:
+        runner = daemon.runners.get(name)
+        file = daemon.controls.file(name)
+        base = {
+            "name": name,
+            "state": daemon.controls.state(name).value,
+            "file": str(file) if file else None,
+            "mode": None,
+            "max_lines": None,
+            "total": 0,
+            "done": 0,
+            "placed": 0,
+            "ringing": 0,
+            "waiting": 0,
+            "talking": 0,
+            "outcomes": {},
+        }
+        if runner is None:
+            return s.CampaignOut(**base)
+        assert daemon.store is not None
+        progress = await daemon.store.progress(runner.campaign_id)
+        counts = runner.live_counts()
+        return s.CampaignOut(
+            **{
+                **base,
+                "mode": runner.campaign.dialing.mode.value,
+                "max_lines": runner.campaign.dialing.max_lines,
+                "total": progress.pending + progress.leased + progress.done,
+                "done": progress.done,
+                "placed": runner.placed,
+                "ringing": counts.ringing,
+                "waiting": counts.waiting,
+                "talking": counts.talking,
+                "outcomes": progress.outcomes,
+            }
+        )
+
+    def known_campaign(name: str) -> str:
+        if not daemon.controls.exists(name):
+            raise ApiError(404, f"no campaign named {name!r}")
+        return name
+
+    @api.get("/status", response_model=s.StatusOut, tags=["status"])
+    async def status() -> s.StatusOut:
+        current = await daemon.status()
+        return s.StatusOut(
+            ami_connected=current.ami_connected,
+            draining=daemon.should_exit,
+            uptime_seconds=round(current.elapsed, 1),
+            agents_logged_in=current.agents_logged_in,
+            agents_busy=current.agents_busy,
+            campaigns=[await campaign_out(n) for n in daemon.controls.known()],
+            config_issues=daemon.watcher.issue_lines() if daemon.watcher else [],
+        )
+
+    @api.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
+    async def campaigns() -> list[s.CampaignOut]:
+        return [await campaign_out(n) for n in daemon.controls.known()]
+
+    @api.get("/campaigns/{name}", response_model=s.CampaignOut, tags=["campaigns"])
+    async def campaign(name: str) -> s.CampaignOut:
+        return await campaign_out(known_campaign(name))
+
+    def control_route(action: str) -> None:
+        async def change(name: str) -> s.CampaignStateOut:
+            known_campaign(name)
+            try:
+                state = await getattr(daemon.controls, action)(name)
+            except ControlError as exc:
+                raise ApiError(409, str(exc)) from None
+            return s.CampaignStateOut(name=name, state=state.value)
+
+        api.add_api_route(
+            f"/campaigns/{{name}}/{action}",
+            change,
+            methods=["POST"],
+            response_model=s.CampaignStateOut,
+            tags=["campaigns"],
+            name=f"{action}_campaign",
+            summary=f"{action.capitalize()} a campaign",
+        )
+
+    for action in ("start", "pause", "resume", "stop"):
+        control_route(action)
+
+    # -- agents -----------------------------------------------------------------------
+
+    def agent_config(agent_id: str) -> AgentConfig:
+        for agent in daemon.config.agents:
+            if agent.id == agent_id:
+                return agent
+        raise ApiError(404, f"no agent {agent_id!r}")
+
+    def agent_out(agent: AgentConfig) -> s.AgentOut:
+        state = daemon.board.agent(agent.interface)
+        return s.AgentOut(
+            id=agent.id,
+            name=agent.name,
+            interface=agent.interface,
+            state=state.label if state else "logged_out",
+            queues=sorted(state.queues) if state else [],
+            configured_queues=list(agent.queues),
+            paused=bool(state and state.paused),
+            call=state.on_call if state else None,
+        )
+
+    def connected_ami() -> Any:
+        if daemon.ami is None or not daemon.ami.connected.is_set():
+            raise ApiError(503, "not logged in to AMI right now")
+        return daemon.ami
+
+    @api.get("/agents", response_model=list[s.AgentOut], tags=["agents"])
+    async def agents() -> list[s.AgentOut]:
+        return [agent_out(a) for a in daemon.config.agents]
+
+    @api.get("/agents/{agent_id}", response_model=s.AgentOut, tags=["agents"])
+    async def agent(agent_id: str) -> s.AgentOut:
+        return agent_out(agent_config(agent_id))
+
+    @api.post("/agents/{agent_id}/login", response_model=s.AgentOut, tags=["agents"])
+    async def agent_login(agent_id: str, body: s.QueuesIn | None = None) -> s.AgentOut:
+        """Add the agent to its queues (or the ones given) with AMI QueueAdd."""
+        config = agent_config(agent_id)
+        ami = connected_ami()
+        for queue in (body.queues if body and body.queues is not None else config.queues):
+            await ami.queue_add(queue, config.interface, config.id, config.penalty)
+        return agent_out(config)
+
+    @api.post("/agents/{agent_id}/logout", response_model=s.AgentOut, tags=["agents"])
+    async def agent_logout(agent_id: str, body: s.QueuesIn | None = None) -> s.AgentOut:
+        """Remove the agent from its queues (or the ones given) with AMI QueueRemove."""
+        config = agent_config(agent_id)
+        ami = connected_ami()
+        state = daemon.board.agent(config.interface)
+        current = sorted(state.queues) if state else list(config.queues)
+        for queue in (body.queues if body and body.queues is not None else current or config.queues):
+            await ami.queue_remove(queue, config.interface)
+        return agent_out(config)
+
+    @api.post("/agents/{agent_id}/pause", response_model=s.AgentOut, tags=["agents"])
+    async def agent_pause(agent_id: str, body: s.PauseIn) -> s.AgentOut:
+        """Pause (or unpause, `paused: false`) the agent with AMI QueuePause."""
+        config = agent_config(agent_id)
+        ami = connected_ami()
+        fields = {"Action": "QueuePause", "Interface": config.interface, "Paused": str(body.paused).lower()}
+        if body.queue:
+            fields["Queue"] = body.queue
+        if body.reason:
+            fields["Reason"] = body.reason
+        await ami.action(fields)
+        return agent_out(config)
+
+    @api.get("/agents/{agent_id}/current", response_model=s.ScreenPop, tags=["agents"])
+    async def agent_current(agent_id: str) -> s.ScreenPop:
+        """Screen pop: the call the agent is on, with the customer and their last contacts."""
+        config = agent_config(agent_id)
+        state = daemon.board.agent(config.interface)
+        # From the moment the phone rings (dialer.screen_pop).
+        attempt_id = (state.on_call or state.ringing_for) if state else None
+        if attempt_id is None:
+            return s.ScreenPop(agent=agent_id, call=None)
+        for runner in daemon.runners.values():
+            attempt = runner.attempts.get(attempt_id)
+            if attempt is None:
+                continue
+            assert daemon.store is not None
+            found = await daemon.store.find_leads(lead_id=attempt.lead_id)
+            return s.ScreenPop(
+                agent=agent_id,
+                call=s.CurrentCall(
+                    attempt=attempt.id,
+                    campaign=runner.campaign.name,
+                    number=attempt.phone,
+                    state=attempt.state.value,
+                    bridged_at=datetime.fromtimestamp(attempt.bridged_at, UTC) if attempt.bridged_at else None,
+                    lead=lead_out(found[0]) if found else None,
+                    screen_pop=await screen_pop_for_attempt(daemon.store, runner, attempt.id),
+                ),
+            )
+        return s.ScreenPop(agent=agent_id, call=None)
+
+    # -- leads -------------------------------------------------------------------------
+
+    @api.post("/campaigns/{name}/leads", response_model=s.LeadAdded, status_code=201, tags=["leads"])
+    async def add_lead(name: str, body: s.LeadIn) -> s.LeadAdded:
+        known_campaign(name)
+        runner = daemon.runners.get(name)
+        if runner is None:
+            raise ApiError(409, f"campaign {name!r} is not loaded (disabled in its file)")
+        if body.timezone is not None:
+            try:
+                ZoneInfo(body.timezone)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ApiError(422, f"timezone: unknown time zone {body.timezone!r}") from None
+        row = LeadRow(
+            line=0,
+            phone=body.phone,
+            name=body.name,
+            customer_id=body.customer_id,
+            tier=body.tier.lower() if body.tier else None,
+            value=body.value,
+            timezone=body.timezone,
+            data=dict(body.data),
+        )
+        assert daemon.store is not None
+        summary = await daemon.store.import_leads(runner.campaign_id, [row])
+        lead = next(l for l in await daemon.store.find_leads(phone=body.phone) if l["campaign"] == name)
+        return s.LeadAdded(added=summary.added == 1, lead=lead_out(lead))
+
+    @api.get("/leads", response_model=list[s.LeadOut], tags=["leads"])
+    async def find_leads(phone: Annotated[str, Query(pattern=s.PHONE_PATTERN)]) -> list[s.LeadOut]:
+        assert daemon.store is not None
+        return [lead_out(lead) for lead in await daemon.store.find_leads(phone=phone)]
+
+    @api.get("/leads/{lead_id}", response_model=s.LeadOut, tags=["leads"])
+    async def lead_by_id(lead_id: int) -> s.LeadOut:
+        assert daemon.store is not None
+        found = await daemon.store.find_leads(lead_id=lead_id) if 0 < lead_id < 2**62 else []
+        if not found:
+            raise ApiError(404, f"no lead {lead_id}")
+        return lead_out(found[0])
+
+    # -- dispositions and callbacks (dialer.dispositions, issue #5) ---------------------------
+
+    @api.post("/dispositions", response_model=s.DispositionOut, tags=["dispositions"])
+    async def disposition(body: s.DispositionIn) -> s.DispositionOut:
+        """Record what a call came to (by attempt, or a lead's latest attempt) and apply its action."""
+        assert daemon.store is not None
+        try:
+            result = await apply_disposition(
+                daemon.store,
+                {name: runner.campaign for name, runner in daemon.runners.items()},
+                code=body.code,
+                now=datetime.fromtimestamp(daemon.clock(), UTC),
+                attempt_id=body.attempt_id,
+                lead_id=body.lead_id,
+                callback_at=body.callback_at,
+                agent=body.agent,
+            )
+        except DispositionError as exc:
+            raise ApiError(422, str(exc)) from None
+        return s.DispositionOut(
+            attempt_id=result.attempt_id,
+            lead_id=result.lead_id,
+            campaign=result.campaign,
+            code=result.code,
+            action=result.action.value,
+            callback_id=result.callback_id,
+        )
+
+    @api.get("/callbacks", response_model=list[s.CallbackOut], tags=["dispositions"])
+    async def callbacks(
+        campaign: Annotated[str | None, Query(pattern=s.NAME_PATTERN)] = None, include_closed: bool = False
+    ) -> list[s.CallbackOut]:
+        """Scheduled callbacks, soonest first (closed ones too with include_closed)."""
+        assert daemon.store is not None
+        found = await list_callbacks(daemon.store, campaign=campaign, include_closed=include_closed)
+        return [s.CallbackOut(**dataclasses.asdict(c)) for c in found]
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,174 @@
+"""What the control API accepts and returns (pydantic models, shown in its OpenAPI description)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from dialer.leads.csv_import import MAX_PHONE_DIGITS, MIN_PHONE_DIGITS
+
+# Same rule as the CSV import: digits, an optional leading +.
+PHONE_PATTERN = rf"^\+?[0-9]{{{MIN_PHONE_DIGITS},{MAX_PHONE_DIGITS}}}$"
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    message: str
+    errors: list[FieldProblem] = []
+
+
+class Health(BaseModel):
+    ok: bool
+    checks: dict[str, str] = {}
+
+
+class CampaignOut(BaseModel):
+    name: str
+    state: str
+    file: str | None
+    mode: str | None
+    max_lines: int | None
+    total: int
+    done: int
+    placed: int
+    ringing: int
+    waiting: int
+    talking: int
+    outcomes: dict[str, int]
+
+
+class CampaignStateOut(BaseModel):
+    name: str
+    state: str
+
+
+class StatusOut(BaseModel):
+    ami_connected: bool
+    draining: bool
+    uptime_seconds: float
+    agents_logged_in: int
+    agents_busy: int
+    campaigns: list[CampaignOut]
+    config_issues: list[str]
+    """`file:line: field: message` of every campaign file the daemon could not take."""
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str | None
+    interface: str
+    state: str
+    queues: list[str]
+    configured_queues: list[str]
+    paused: bool
+    call: str | None
+    """Attempt id of the call bridged to the agent."""
+
+
+class QueuesIn(_In):
+    queues: list[str] | None = Field(
+        None, description="queues to log in to or out of; default: the agent's queues from the config"
+    )
+
+
+class PauseIn(_In):
+    paused: bool = True
+    reason: str | None = Field(None, max_length=80, pattern=r"^[^\r\n]*$")
+    queue: str | None = Field(None, pattern=NAME_PATTERN, description="one queue; default: all")
+
+
+class LeadIn(_In):
+    phone: str = Field(pattern=PHONE_PATTERN, description="digits with an optional leading +")
+    name: str | None = Field(None, max_length=200)
+    customer_id: str | None = Field(None, max_length=64)
+    tier: str | None = Field(None, max_length=32)
+    value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
+    timezone: str | None = Field(None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
+    data: dict[str, str] = {}
+
+
+class ContactOut(BaseModel):
+    attempt: str
+    campaign: str
+    dialed_at: datetime | None
+    outcome: str | None
+    agent_id: str | None
+
+
+class LeadOut(BaseModel):
+    id: int
+    campaign: str
+    phone: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    final_outcome: str | None
+    customer_name: str | None
+    customer_id: str | None
+    tier: str | None
+    value: float | None
+    timezone: str | None
+    data: dict[str, str]
+    last_contacts: list[ContactOut]
+
+
+class LeadAdded(BaseModel):
+    added: bool
+    """False when the number was already in the campaign (the lead is left as it was)."""
+    lead: LeadOut
+
+
+class CurrentCall(BaseModel):
+    attempt: str
+    campaign: str
+    number: str
+    state: str
+    bridged_at: datetime | None
+    lead: LeadOut | None
+    screen_pop: dict[str, Any] | None = None
+    """Customer, tier, value, last contacts, open callbacks and script (dialer.screen_pop)."""
+
+
+class ScreenPop(BaseModel):
+    agent: str
+    call: CurrentCall | None
+
+
+class DispositionIn(_In):
+    attempt_id: str | None = Field(None, pattern=r"^[0-9a-f]{1,64}$", description="the call's attempt id")
+    lead_id: int | None = Field(None, ge=1, le=2**62, description="or the lead (its latest attempt)")
+    code: str = Field(pattern=NAME_PATTERN, description="a disposition code of the campaign, e.g. sale")
+    callback_at: AwareDatetime | None = Field(None, description="for a callback: when, with a UTC offset")
+    agent: str | None = Field(None, pattern=NAME_PATTERN)
+
+
+class DispositionOut(BaseModel):
+    attempt_id: str
+    lead_id: int
+    campaign: str
+    code: str
+    action: str
+    callback_id: int | None
+
+
+class CallbackOut(BaseModel):
+    id: int
+    campaign: str
+    lead_id: int
+    phone: str
+    agent_id: str | None
+    due_at: datetime
+    state: str
+    attempt_id: str | None

@@ -1,0 +1,1 @@
+"""IVR surveys: flows (`ivr/*.yaml`), their checks and interpreter, prompts, the FastAGI server."""

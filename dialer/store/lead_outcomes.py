@@ -1,0 +1,170 @@
+"""Store writes that decide a lead's fate: after an attempt, when a lease is given back
+unsent, and the attempts a crash or a disconnect left open.
+
+The decisions are the pure core's (`dialer.core.retry`); these functions only
+read what it needs and write its answer, each in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from dialer.core.retry import PRIORITY_CALLBACK, Close, Retry, RetryRule, after_attempt
+from dialer.store.schema import call_attempts, callbacks, leads
+from dialer.store.store import Store, _naive_utc
+
+
+@dataclass(frozen=True)
+class OpenAttempt:
+    """An attempt row not yet ended: what reconciliation knows of it."""
+
+    id: str
+    campaign_id: int
+    lead_id: int
+    phone: str
+    state: str
+    dialed_at: datetime
+    answered_at: datetime | None
+    bridged_at: datetime | None
+    agent_id: str | None
+
+
+def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+async def finish_with_rules(
+    store: Store,
+    attempt_id: str,
+    *,
+    outcome: str,
+    now: datetime,
+    rules: Mapping[str, RetryRule],
+    **columns: Any,
+) -> Retry | Close | None:
+    """Write an attempt's final row and its lead's next step per `rules`, in one transaction.
+
+    Returns the step taken, or None when the attempt was already ended or its
+    lead no longer leased by it (a disposition already decided its fate).
+    """
+    async with store._write() as conn:
+        # A final row is written once: a second writer (reconciliation racing the
+        # runner's own settle) changes nothing.
+        ended = await conn.execute(
+            update(call_attempts)
+            .where(call_attempts.c.id == attempt_id, call_attempts.c.state != "ended")
+            .values(state="ended", outcome=outcome, **_columns(columns))
+        )
+        if ended.rowcount != 1:
+            return None
+        lead = (
+            await conn.execute(
+                select(leads.c.id, leads.c.attempts, leads.c.callback_id).where(leads.c.lease_attempt_id == attempt_id)
+            )
+        ).first()
+        if lead is None:
+            return None
+        step = after_attempt(outcome, lead.attempts, now, rules)
+        if isinstance(step, Retry):
+            await conn.execute(
+                update(leads)
+                .where(leads.c.id == lead.id)
+                .values(
+                    state="pending",
+                    lease_attempt_id=None,
+                    next_attempt_at=_naive_utc(step.at),
+                    priority=PRIORITY_CALLBACK if lead.callback_id else step.priority,
+                    final_outcome=None,
+                    final_reason=None,
+                )
+            )
+        else:
+            await conn.execute(
+                update(leads)
+                .where(leads.c.id == lead.id)
+                .values(
+                    state="done",
+                    lease_attempt_id=None,
+                    next_attempt_at=None,
+                    final_outcome=outcome,
+                    final_reason=step.reason,
+                    callback_id=None,
+                )
+            )
+            if lead.callback_id:
+                await conn.execute(
+                    update(callbacks)
+                    .where(callbacks.c.id == lead.callback_id)
+                    .values(state="done", attempt_id=attempt_id, done_at=_naive_utc(now))
+                )
+        return step
+
+
+async def release_unsent(
+    store: Store,
+    attempt_id: str,
+    *,
+    final_reason: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> None:
+    """Give back a lease whose Originate was never sent: its attempt row goes, the count too.
+
+    With `final_reason` the lead is done (do-not-call, denied number);
+    otherwise it waits until `next_attempt_at` (outside the calling window,
+    or a callback waiting for its agent).
+    """
+    async with store._write() as conn:
+        await conn.execute(delete(call_attempts).where(call_attempts.c.id == attempt_id))
+        values: dict[str, Any] = {"lease_attempt_id": None, "attempts": leads.c.attempts - 1}
+        if final_reason is not None:
+            values.update(state="done", final_outcome=final_reason, final_reason=final_reason, next_attempt_at=None)
+        else:
+            values.update(state="pending", next_attempt_at=_naive_utc(next_attempt_at) if next_attempt_at else None)
+        await conn.execute(update(leads).where(leads.c.lease_attempt_id == attempt_id).values(**values))
+
+
+async def open_attempts(store: Store) -> list[OpenAttempt]:
+    """Every attempt whose row is not ended, oldest first."""
+    async with store._read() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    call_attempts.c.id,
+                    call_attempts.c.campaign_id,
+                    call_attempts.c.lead_id,
+                    call_attempts.c.phone,
+                    call_attempts.c.state,
+                    call_attempts.c.dialed_at,
+                    call_attempts.c.answered_at,
+                    call_attempts.c.bridged_at,
+                    call_attempts.c.agent_id,
+                )
+                .where(call_attempts.c.state != "ended")
+                .order_by(call_attempts.c.dialed_at)
+            )
+        ).all()
+    return [OpenAttempt(*row) for row in rows]
+
+
+async def not_sent(store: Store, attempt_id: str, *, now: datetime) -> None:
+    """Asterisk answered the Originate with an error: nothing was queued, nobody was called.
+
+    The attempt keeps its row, ended with outcome `not_sent`; the lead is due
+    again at once and this attempt does not count against its retries.
+    """
+    async with store._write() as conn:
+        await conn.execute(
+            update(call_attempts)
+            .where(call_attempts.c.id == attempt_id)
+            .values(state="ended", outcome="not_sent", ended_at=_naive_utc(now))
+        )
+        await conn.execute(
+            update(leads)
+            .where(leads.c.lease_attempt_id == attempt_id)
+            .values(state="pending", lease_attempt_id=None, attempts=leads.c.attempts - 1)
+        )
