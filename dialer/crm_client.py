@@ -81,7 +81,7 @@ class CrmClient:
         try:
             # httpx's timeout is per phase (connect, read...); the dial waits for the sum at most once.
             tier, known = await asyncio.wait_for(self._ask(phone, customer_id), self.config.timeout)
-        except (httpx.HTTPError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, httpx.HTTPError, ValueError) as exc:
             self.failures += 1
             self._down_until = self._clock() + self.config.retry_after
             log.warning("crm.lookup_failed", number=phone, error=repr(exc), retry_after=self.config.retry_after)

@@ -161,7 +161,7 @@ class CampaignTiers(_Strict):
     )
 
     @model_validator(mode="after")
-    def _crm_configured(self) -> "CampaignTiers":
+    def _crm_configured(self) -> CampaignTiers:
         if len(set(self.sources)) != len(self.sources):
             raise ValueError(f"sources: a source appears twice: {self.sources}")
         if "crm" in self.sources and self.crm is None:

@@ -24,6 +24,14 @@ class ReservedRoom:
     dedicated_free: int
     general_free: int
     """Both net of the claims already held."""
+    borrows_general: bool = True
+    """False while reserved calls wait for the dedicated team."""
+    due: bool = True
+    """False when no lead of a reserved tier is due: nothing to lease for them."""
+
+    @property
+    def to_lease(self) -> int:
+        return self.total if self.due else 0
 
     @property
     def total(self) -> int:
@@ -51,7 +59,7 @@ def reserved_room(
     lines = max(0, lines_left)
     dedicated = min(dedicated, lines)
     general = min(general, lines - dedicated)
-    return ReservedRoom(dedicated, general)
+    return ReservedRoom(dedicated, general, borrow_general)
 
 
 def general_free_for_pacing(general_free: int, claims: Claims) -> int:

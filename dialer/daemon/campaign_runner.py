@@ -179,19 +179,23 @@ class CampaignRunner:
         # Reserved tiers (key accounts) first, one call per agent free for them; then
         # the other tiers as the pacing says (dialer.daemon.tier_dialing).
         lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
-        room = self.tiers.room(self.campaign, self.attempts, lines_left)
+        room = await self.tiers.plan(self.campaign, self.campaign_id, self.attempts, lines_left, now)
         reserved = await self.store.lease_due_leads(
-            self.campaign_id, room.total, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
+            self.campaign_id, room.to_lease, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
         )
         self.tiers.leased_reserved(len(reserved), room)
-        wanted = min(calls_to_place(self.snapshot(now), self.policy()), lines_left - len(reserved))
+        if self.campaign.ivr:
+            # The IVR answers, not an agent: such a campaign is paced by its lines alone.
+            wanted = lines_left - len(reserved)
+        else:
+            wanted = min(calls_to_place(self.snapshot(now), self.policy()), lines_left - len(reserved))
         others = await self.store.lease_due_leads(
             self.campaign_id, wanted, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=False)
         )
-        if room.total <= 0 and wanted <= 0:
+        if room.to_lease <= 0 and wanted <= 0:
             self.tiers.leased_reserved(0, room)
             return
-        self.exhausted = len(reserved) < room.total or len(others) < wanted
+        self.exhausted = len(reserved) < room.to_lease or len(others) < wanted
         screened = await screen_leases(self.campaign, self.store, reserved + others, now, self.board)
         leases = await self.tiers.prepare(self.campaign, screened.leases, room=room, now=now)
         self.callback_agents.update(screened.direct)

@@ -27,7 +27,12 @@ from dialer.core.attempt import Attempt, State
 from dialer.core.contact_policy import ContactRule, next_allowed, revisit_at
 from dialer.core.pacing import PacingSnapshot
 from dialer.core.routing import QueueAgents, Routing, route
-from dialer.core.tier_pacing import Claims, ReservedRoom, general_free_for_pacing, reserved_room
+from dialer.core.tier_pacing import (
+    Claims,
+    ReservedRoom,
+    general_free_for_pacing,
+    reserved_room,
+)
 from dialer.core.tiers import TierLadder
 from dialer.crm_client import CrmClient
 from dialer.store import tier_store
@@ -72,6 +77,7 @@ class TierDialing:
         self._crm_config: Any = None
         self._claims: dict[str, str] = {}  # attempt id -> "dedicated" | "general"
         self._expected_general = 0  # reserved leases taken this tick, not yet prepared
+        self._held = 0  # general agents kept from the pacing for reserved leads waiting
         self.calls: dict[str, DialInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -85,6 +91,8 @@ class TierDialing:
         """Claims on agents held by reserved-tier calls not yet bridged (others are dropped)."""
         for attempt_id in [a for a in self._claims if a not in attempts or attempts[a].state not in _LIVE]:
             del self._claims[attempt_id]
+        for attempt_id in [a for a in self.calls if a not in attempts]:
+            del self.calls[attempt_id]  # an Originate Asterisk refused: the runner dropped it
         pools = list(self._claims.values())
         return Claims(dedicated=pools.count("dedicated"), general=pools.count("general"))
 
@@ -100,6 +108,31 @@ class TierDialing:
 
     def _dedicated_queues(self, campaign: Campaign) -> set[str]:
         return {rule.queue for t, rule in campaign.tiers.routing.items() if rule.queue and t in self.reserved(campaign)}
+
+    async def plan(
+        self, campaign: Campaign, campaign_id: int, attempts: Mapping[str, Attempt], lines_left: int, now: float
+    ) -> ReservedRoom:
+        """Agents free for new reserved-tier calls now.
+
+        When there are none while reserved leads are due, one general agent is
+        kept out of the other tiers' pacing: otherwise a predictive campaign,
+        always counting on every free agent, would starve its key accounts.
+        """
+        room = self.room(campaign, attempts, lines_left)
+        self._held = 0
+        if room.total == 0 and not room.borrows_general:
+            return room
+        # A read first: most ticks of most campaigns have no reserved lead due, and
+        # the lease itself is a write transaction.
+        due = await tier_store.due_leads(
+            self.store, campaign_id, datetime.fromtimestamp(now, UTC), self.lease_tiers(campaign, reserved=True)
+        )
+        if not due:
+            # The room stays for a lease whose CRM tier turns out to be reserved.
+            return replace(room, due=False)
+        if room.total == 0 and lines_left > 0:
+            self._held = 1
+        return room
 
     def room(self, campaign: Campaign, attempts: Mapping[str, Attempt], lines_left: int) -> ReservedRoom:
         """Agents free for new reserved-tier calls now."""
@@ -128,8 +161,8 @@ class TierDialing:
     def adjust_snapshot(self, snapshot: PacingSnapshot, attempts: Mapping[str, Attempt], now: float) -> PacingSnapshot:
         """What the predictive pacing of the other tiers sees: reserved calls and their agents left out."""
         claims = self.claims(attempts)
-        claims = Claims(claims.dedicated, claims.general + self._expected_general)
-        if not self._claims and not self._expected_general:
+        claims = Claims(claims.dedicated, claims.general + self._expected_general + self._held)
+        if not self._claims and not self._expected_general and not self._held:
             return snapshot
         claimed = [attempts[a] for a in self._claims]
         return replace(
@@ -212,10 +245,11 @@ class TierDialing:
                     log.info("lead.waits_for_agent", campaign=campaign.name, number=lease.phone, tier=tier)
                     continue
             self.calls[lease.attempt_id] = DialInfo(tier, routing, info, reserved)
-            await self.store.update_attempt(
-                lease.attempt_id, tier=tier, routed_queue=routing.queue, routing=routing.reason
-            )
             kept.append(lease)
+        # One write for the tick: the pacing is waiting.
+        await tier_store.tag_attempts(
+            self.store, {a: (self.calls[a].tier, self.calls[a].routing) for a in (lease.attempt_id for lease in kept)}
+        )
         return kept
 
     def _queue_agents(self, campaign: Campaign, dedicated_left: int | None) -> dict[str, QueueAgents]:

@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dialer.store import migrate
-from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
 from dialer.store.lease_tiers import LeaseTiers
+from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
 
 
 class StoreError(Exception):

@@ -8,7 +8,7 @@ pure core's (`dialer.core.tiers`, `dialer.core.contact_policy`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from dialer.core.contact_policy import PastAttempt
 from dialer.core.tiers import TierLadder, value_tiers
+from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import call_attempts, callbacks, campaigns, customers, leads
 from dialer.store.store import Store, _naive_utc
 
@@ -231,3 +232,36 @@ async def screen_pop_rows(store: Store, lead_id: int, *, contacts: int = 5) -> d
             )
         ).mappings().all()
     return {**dict(lead), "last_contacts": [dict(r) for r in last], "open_callbacks": [dict(r) for r in open_callbacks]}
+
+
+async def due_leads(store: Store, campaign_id: int, now: datetime, tiers: LeaseTiers) -> bool:
+    """Whether any lead of these tiers is due now (as `Store.lease_due_leads` would see it)."""
+    moment = _naive_utc(now)
+    async with store._read() as conn:
+        row = (
+            await conn.execute(
+                select(leads.c.id)
+                .join(customers, customers.c.id == leads.c.customer_id)
+                .where(
+                    leads.c.campaign_id == campaign_id,
+                    leads.c.state == "pending",
+                    (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= moment),
+                    *tiers.where(),
+                )
+                .limit(1)
+            )
+        ).first()
+    return row is not None
+
+
+async def tag_attempts(store: Store, tags: Mapping[str, tuple[str, Any]]) -> None:
+    """Record each attempt's tier and routing (a `dialer.core.routing.Routing`), in one transaction."""
+    if not tags:
+        return
+    async with store._write() as conn:
+        for attempt_id, (tier, routing) in tags.items():
+            await conn.execute(
+                update(call_attempts)
+                .where(call_attempts.c.id == attempt_id)
+                .values(tier=tier, routed_queue=routing.queue, routing=routing.reason)
+            )

@@ -205,7 +205,8 @@ def test_status_and_reuse(sandbox_handle: Sandbox, sandbox: SandboxState) -> Non
 
 
 def test_a_port_clash_is_reported_before_anything_starts(tmp_path: Path, sandbox: SandboxState) -> None:
-    ports = SandboxPorts.offset(PORT_OFFSET + 30)  # free: the session sandbox sits at PORT_OFFSET
+    # +15: between the session sandbox's SIP port and its SIPp ports (see SandboxPorts).
+    ports = SandboxPorts.offset(PORT_OFFSET + 15)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", ports.sip))
         with pytest.raises(SandboxStartError, match=f"udp/{ports.sip}"):

@@ -27,8 +27,15 @@ from typing import Any
 import pytest
 import yaml
 
-from dialer.sandbox import CustomerKind, Sandbox, SandboxPorts, SandboxState, customer_number, read_agent_events
-from dialer.sandbox import read_carrier_events
+from dialer.sandbox import (
+    CustomerKind,
+    Sandbox,
+    SandboxPorts,
+    SandboxState,
+    customer_number,
+    read_agent_events,
+    read_carrier_events,
+)
 from tests.integration.conftest import PORT_OFFSET
 
 pytestmark = pytest.mark.sandbox
@@ -110,7 +117,7 @@ def run_phase(sandbox: SandboxState, tmp: Path, *, phase: int, key_team_logged_i
 
     def dialer(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([sys.executable, "-m", "dialer", *args, "--config", str(config)],
-                                capture_output=True, text=True, timeout=timeout,
+                                check=False, capture_output=True, text=True, timeout=timeout,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert result.returncode == 0, f"dialer {args}: {result.stdout}\n{result.stderr}"
         return result

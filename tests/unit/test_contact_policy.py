@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from dialer.core.contact_policy import ContactRule, PastAttempt, next_allowed, revisit_at
+from dialer.core.contact_policy import (
+    ContactRule,
+    PastAttempt,
+    next_allowed,
+    revisit_at,
+)
 from dialer.leads.csv_import import LeadRow
 from dialer.store import tier_store
 from dialer.store.schema import call_attempts, leads

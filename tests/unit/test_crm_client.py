@@ -33,7 +33,7 @@ def crm() -> Iterator[tuple[Crm, str]]:
     state = Crm()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             state.requests.append(self.path)
             time.sleep(state.delay)
             phone = self.path.rsplit("/", 1)[-1]

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from ops_fixtures import TOKEN, close_daemon, open_daemon, write_config
 
 from dialer.core import records as r
 from dialer.daemon.server import Daemon
 from dialer.http.app import build_app
-from ops_fixtures import TOKEN, close_daemon, open_daemon, write_config
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

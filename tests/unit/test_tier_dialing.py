@@ -18,16 +18,15 @@ import pytest
 from sqlalchemy import select
 
 from dialer.config.models import Campaign
+from dialer.config.tiers import DEFAULT_TIERS
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import Attempt, State
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.leads.csv_import import LeadRow
 from dialer.leads.tier_import import tiers_after_import
-from dialer.config.tiers import DEFAULT_TIERS
 from dialer.report import build_report
 from dialer.screen_pop import screen_pop
-from dialer.store import tier_store
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import call_attempts, customers, leads
 from dialer.store.store import Store
@@ -319,7 +318,7 @@ def crm_server() -> Iterator[tuple[dict[str, str], str]]:
     answers: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             customer = self.path.rsplit("/", 1)[-1]
             body = json.dumps({"tier": answers.get(customer, "standard")}).encode()
             self.send_response(200)
@@ -407,3 +406,18 @@ async def test_calls_of_other_tiers_in_flight_hold_their_agents(store: Store) ->
     ])
     # The agents look free (the customers have not answered yet) but are counted on: no key call.
     assert len(await lab.tick()) == 3
+
+
+async def test_key_accounts_waiting_hold_one_agent_back_from_the_pacing(store: Store) -> None:
+    rows = [(f"30{i:02d}", "standard", 1.0) for i in range(6)]
+    lab = await lab_with(store, board_with(key_free=0, general_free=3, key_logged_in=False), rows)
+    first = await lab.tick()
+    assert len(first) == 3  # three standard calls ringing for the three free agents
+    await store.import_leads(lab.runner.campaign_id, [LeadRow(line=2, phone="1001", tier="key", value=9)])  # type: ignore[arg-type]
+    assert len(await lab.tick()) == 3  # no agent for the key account yet
+    # One agent is kept from the pacing while the key account waits.
+    assert lab.runner.snapshot(NOW.timestamp()).agents_free == 2
+    # A standard call ends: its agent goes to the key account, not to another standard call.
+    lab.runner.attempts[first[0]["attempt_id"]].state = State.ended
+    sent = await lab.tick()
+    assert [o["variables"]["DIALER_TIER"] for o in sent[3:]] == ["key"]
