@@ -11,6 +11,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,9 @@ SUITE = "sid"
 PACKAGES = ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm")
 HOST_PACKAGES = {"mmdebstrap": "mmdebstrap", "sipp": "sip-tester"}  # command -> Debian package
 INSTANCES_DIR = "srv/dialer-sandbox"
+
+APT_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = 900
 
 
 def default_root_path() -> Path:
@@ -60,7 +64,12 @@ def ensure_host_tools(progress: Progress = _quiet) -> None:
         ["apt-get", "update"],
         ["apt-get", "install", "-y", "--no-install-recommends", *missing],
     ):
-        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        try:
+            done = subprocess.run(
+                argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=APT_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SandboxUnavailable(f"`{' '.join(argv)}` took over {APT_TIMEOUT_S} s: is a package mirror reachable?") from exc
         if done.returncode != 0:
             raise SandboxUnavailable(f"`{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-2000:]}")
 
@@ -121,6 +130,9 @@ def _mmdebstrap(target: Path, progress: Progress) -> None:
     tail: list[str] = []
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
+    # A stalled mirror must not hang a test run: kill the build after a generous limit.
+    watchdog = threading.Timer(BUILD_TIMEOUT_S, proc.kill)
+    watchdog.start()
     try:
         for line in proc.stdout:
             line = line.rstrip()
@@ -133,6 +145,9 @@ def _mmdebstrap(target: Path, progress: Progress) -> None:
         proc.wait()
         shutil.rmtree(target, ignore_errors=True)
         raise
+    finally:
+        watchdog.cancel()
+        proc.stdout.close()  # or the pipe is left for the garbage collector (a ResourceWarning)
     if proc.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
         raise SandboxStartError(f"mmdebstrap failed ({proc.returncode}):\n" + "\n".join(tail))
