@@ -76,8 +76,6 @@ class CampaignRunner:
         self.attempts: dict[str, Attempt] = {}
         self.callback_agents: dict[str, str] = {}  # attempt id -> agent interface (dialer.daemon.lead_screen)
         self.placed = 0
-        self.finished_count = 0
-        self.outcomes: dict[str, int] = {}
         self.stats = CampaignStats()
         self.abandon_window = AbandonWindow(window=ABANDON_WINDOWS[campaign.dialing.abandon_window])
         self.false_positives = FalsePositiveCounter(
@@ -85,7 +83,6 @@ class CampaignRunner:
         )
         self.dialplan_variables: dict[str, str] = {}
         """Set by the daemon: IVR/AMD variables and rendered messages (dialer.ivr.service)."""
-        self.exhausted = False  # no lead was due at the last look
         self.board_synced = True
         """False while the daemon re-reads the queues' members after a login."""
         self.paused = False
@@ -195,7 +192,6 @@ class CampaignRunner:
         if room.to_lease <= 0 and wanted <= 0:
             self.tiers.leased_reserved(0, room)
             return
-        self.exhausted = len(reserved) < room.to_lease or len(others) < wanted
         screened = await screen_leases(self.campaign, self.store, reserved + others, now, self.board)
         leases = await self.tiers.prepare(self.campaign, screened.leases, room=room, now=now)
         self.callback_agents.update(screened.direct)
@@ -295,8 +291,6 @@ class CampaignRunner:
             )
             del self.attempts[attempt.id]
             await self.tiers.after_attempt(self.campaign, attempt, outcome, now)
-            self.finished_count += 1
-            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             self.learn(outcome, attempt.dialed_at, attempt.answered_at, attempt.bridged_at, attempt.ended_at or now)
             self._log.info(
                 "call.finished",

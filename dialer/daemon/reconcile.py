@@ -161,8 +161,6 @@ class Reconciler:
         if attempt is not None and runner is not None:
             attempt.finish(now)
             runner.attempts.pop(attempt.id, None)
-            runner.finished_count += 1
-            runner.outcomes[decision.outcome] = runner.outcomes.get(decision.outcome, 0) + 1
         step = await finish_with_rules(
             self.store, row.id, outcome=decision.outcome, now=datetime.fromtimestamp(now, UTC), rules=rules, **columns
         )

@@ -325,32 +325,6 @@ class Store:
                 )
             )
 
-    async def close_interrupted(self, now: datetime) -> int:
-        """Close attempts a previous run left open.
-
-        Until start-up reconciles leases with Asterisk's channel list, an
-        attempt whose fate is unknown is closed as `interrupted` and its lead
-        is not dialed again automatically: calling someone twice is worse than
-        missing a call.
-        """
-        now = _naive_utc(now)
-        async with self._write() as conn:
-            open_ids = (
-                await conn.execute(select(call_attempts.c.id).where(call_attempts.c.state != "ended"))
-            ).scalars().all()
-            for attempt_id in open_ids:
-                await conn.execute(
-                    update(call_attempts)
-                    .where(call_attempts.c.id == attempt_id)
-                    .values(state="ended", outcome="interrupted", ended_at=now)
-                )
-                await conn.execute(
-                    update(leads)
-                    .where(leads.c.lease_attempt_id == attempt_id)
-                    .values(state="done", lease_attempt_id=None, final_outcome="interrupted")
-                )
-        return len(open_ids)
-
     async def progress(self, campaign_id: int) -> CampaignProgress:
         async with self._read() as conn:
             states = dict(

@@ -288,26 +288,6 @@ async def test_write_errors_reach_callers_as_store_errors(store: Store) -> None:
     )
 
 
-async def test_close_interrupted_closes_open_attempts_and_does_not_redial(store: Store) -> None:
-    campaign = await campaign_with_leads(store, ["+15550001", "+15550002", "+15550003"])
-    leases = await store.lease_due_leads(campaign, 2, NOW)
-    await store.finish_attempt(leases[0].attempt_id, outcome="answered", lead_state="done")
-    later = NOW + timedelta(hours=1)
-    assert await store.close_interrupted(later) == 1
-    assert await store.close_interrupted(later) == 0
-    attempts = {a["id"]: a for a in await store.attempts(campaign)}
-    interrupted = attempts[leases[1].attempt_id]
-    assert (interrupted["state"], interrupted["outcome"], interrupted["ended_at"]) == (
-        "ended", "interrupted", later.replace(tzinfo=None)
-    )
-    assert attempts[leases[0].attempt_id]["outcome"] == "answered"
-    leads = {lead["id"]: lead for lead in await store.leads(campaign)}
-    assert (leads[leases[1].lead_id]["state"], leads[leases[1].lead_id]["final_outcome"]) == ("done", "interrupted")
-    assert leads[leases[1].lead_id]["lease_attempt_id"] is None
-    # Only the never-dialed lead is left to call.
-    assert [lease.phone for lease in await store.lease_due_leads(campaign, 10, later)] == ["+15550003"]
-
-
 async def test_progress_counts_leads_by_state_and_attempts_by_outcome(store: Store) -> None:
     campaign = await campaign_with_leads(store, [f"+1555000{i}" for i in range(5)])
     other = await campaign_with_leads(store, ["+15559999"], "other")
