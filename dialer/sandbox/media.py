@@ -100,7 +100,7 @@ def key_presses_xml(media: Path) -> str:
                 f'  <label id="s{slot}k{key}"/>',
                 "  <nop>",
                 "    <action>",
-                f'      <log message="dtmf [$number] {key} [call_id]"/>',
+                f'      <log message="dtmf [$number] {key} [call_id] [timestamp]"/>',
                 f'      <exec play_pcap_audio="{media}/dtmf-{slot}-{key}.pcap"/>',
                 "    </action>",
                 "  </nop>",

@@ -49,6 +49,23 @@ def test_agent_log_with_and_without_attempt_header() -> None:
     assert events[4].event == "cancelled"
 
 
+def test_sipp_timestamps_give_each_event_its_time() -> None:
+    stamp = "2026-11-30\t12:55:58.292209\t1796043358.292209"
+    carrier = parse_carrier_log(
+        f"invite 2010000002 fc1e@x {stamp}\nfinal 2010000002 486 fc1e@x {stamp}\ndtmf 7 4 c {stamp}\n"
+    )
+    assert carrier[0] == CarrierEvent("invite", "2010000002", "fc1e@x")
+    assert carrier[0].at == 1796043358.292209
+    assert carrier[1].status == 486 and carrier[1].at == carrier[0].at
+    assert carrier[2].key == "4"
+    agents = parse_agent_log(f"invite agent1 c5 att-1 {stamp}\ninvite agent2 d0  {stamp}\nanswered agent1 c5 {stamp}\n")
+    assert [(a.attempt, a.at) for a in agents] == [("att-1", 1796043358.292209), (None, 1796043358.292209)] + [
+        (None, 1796043358.292209)
+    ]
+    # Lines from a scenario without timestamps still parse, with no time.
+    assert parse_carrier_log("invite 1 a\n")[0].at is None
+
+
 def test_a_half_written_last_line_is_not_read_yet() -> None:
     events = parse_carrier_log("invite 1 a\nfinal 1 48")
     assert events == [CarrierEvent("invite", "1", "a")]
