@@ -10,6 +10,9 @@ panoramisk is wrapped, never used bare. What the wrapper adds to it:
   connection drops fail with `AmiNotConnected` (an Originate's fate is then
   settled from Asterisk's own events and channel list, never by dialing again);
 - every action has a timeout;
+- no value that would break AMI's line framing (CR, LF, NUL or any other
+  control character: `dialer.ami.values`) is ever written: such an action
+  raises `AmiUnsafeValue` before a byte leaves;
 - events only go onto one asyncio queue that a single consumer reads.
 """
 
@@ -25,7 +28,15 @@ import structlog
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed, AmiNotConnected, AmiTimeout
+from dialer.ami.errors import (
+    AmiActionFailed,
+    AmiError,
+    AmiLoginFailed,
+    AmiNotConnected,
+    AmiTimeout,
+    AmiUnsafeValue,
+)
+from dialer.ami.values import problem_in_header_value, problems_in_fields, variable_problem
 from dialer.config.models import AmiServer
 
 log = structlog.get_logger("dialer.ami")
@@ -106,13 +117,18 @@ class AmiGateway:
         """Open a connection and log in, or raise an AmiError saying why not."""
         loop = asyncio.get_running_loop()
         self._lost = asyncio.Event()
+        secret = self.server.resolve_secret()
+        # panoramisk writes the Login action itself, past `action()`'s check.
+        for what, value in (("username", self.server.username), ("secret", secret)):
+            if problem_in_header_value(value) is not None:
+                raise AmiLoginFailed(f"the AMI {what} cannot be sent: {problem_in_header_value(value)}")
         manager = _Manager(
             on_lost=self._connection_lost,
             loop=loop,
             host=self.server.host,
             port=self.server.port,
             username=self.server.username,
-            secret=self.server.resolve_secret(),
+            secret=secret,
             forgetable_actions=("ping", "login", "originate"),
         )
         manager.register_event("*", self._on_event)
@@ -199,10 +215,15 @@ class AmiGateway:
     async def action(
         self, fields: Mapping[str, Any], *, as_list: bool = False, timeout: float | None = None
     ) -> Message | list[Message]:
+        name = str(fields.get("Action", "?"))
+        # The last guard: whatever a caller let through, nothing is written.
+        problems = problems_in_fields(fields)
+        if problems:
+            log.error("ami.unsafe_value_refused", action=name[:40], problems=problems)
+            raise AmiUnsafeValue(name[:40], problems)
         manager = self._manager
         if manager is None or not self.connected.is_set():
             raise AmiNotConnected("not logged in to AMI")
-        name = str(fields.get("Action", "?"))
         future = manager.send_action(dict(fields), as_list=as_list)
         self._inflight.add(future)
         sent = time.perf_counter()
@@ -231,6 +252,10 @@ class AmiGateway:
         variables: Mapping[str, str],
     ) -> None:
         """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
+        problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
+        if problems:
+            # Originate splits `Variable` on commas: one bad value would set other variables.
+            raise AmiUnsafeValue("Originate", problems)
         await self.action(
             {
                 "Action": "Originate",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from dialer.ami.values import CallerId, HeaderValue, Interface, OptionalSound, QueueName, Trunk
 from dialer.config.campaign_rules import (
     DEFAULT_DISPOSITIONS,
     DEFAULT_RETRIES,
@@ -41,7 +42,7 @@ class AmiServer(_Strict):
     name: str = "default"
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
-    username: str
+    username: HeaderValue
     secret: SecretStr | None = None
     secret_file: Path | None = None
     secret_env: str | None = None
@@ -90,8 +91,8 @@ class LoggingConfig(_Strict):
 class AgentConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     name: str | None = None
-    interface: str = Field(description="Asterisk device, e.g. PJSIP/agent1")
-    queues: list[str] = Field(min_length=1)
+    interface: Interface = Field(description="Asterisk device, e.g. PJSIP/agent1")
+    queues: list[QueueName] = Field(min_length=1)
     penalty: int = Field(0, ge=0)
 
 
@@ -236,10 +237,10 @@ class Campaign(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=64)
     type: CampaignType
     enabled: bool = True
-    trunk: str = Field(description="dial string template, e.g. PJSIP/{number}@carrier")
-    caller_id: str
-    queue: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
-    abandon_message: str = Field(
+    trunk: Trunk = Field(description="dial string template, e.g. PJSIP/{number}@carrier")
+    caller_id: CallerId
+    queue: QueueName
+    abandon_message: OptionalSound = Field(
         "dialer-abandon", description="sound file played when no agent is free in time"
     )
     abandon_text: str | None = Field(
@@ -275,15 +276,6 @@ class Campaign(_Strict):
             if not 0 <= days <= 365:
                 raise ValueError(f"{kind}: days must be within 0..365, got {days}")
         return revisit
-
-    @field_validator("trunk")
-    @classmethod
-    def _trunk_has_number(cls, trunk: str) -> str:
-        if "{number}" not in trunk:
-            raise ValueError("must contain {number}, e.g. PJSIP/{number}@carrier")
-        if "/" not in trunk.split("{number}")[0]:
-            raise ValueError("must start with a channel technology, e.g. PJSIP/")
-        return trunk
 
     def dial_string(self, number: str) -> str:
         return self.trunk.replace("{number}", number)

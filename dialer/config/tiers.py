@@ -12,12 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dialer.ami.values import QueueName
 from dialer.core.contact_policy import ContactRule
 from dialer.core.routing import TierRoute
 from dialer.core.tiers import Tier, TierLadder
 
 _NAME = r"^[a-z0-9_-]+$"
-_QUEUE = r"^[A-Za-z0-9_-]+$"
 
 
 class _Strict(BaseModel):
@@ -115,9 +115,9 @@ class CrmConfig(_Strict):
 
 
 class TierRouteConfig(_Strict):
-    queue: str | None = Field(None, pattern=_QUEUE, description="queue of the agents dedicated to the tier")
+    queue: QueueName | None = Field(None, description="queue of the agents dedicated to the tier")
     priority: int = Field(0, ge=0, le=1000, description="QUEUE_PRIO in the dedicated queue")
-    fallback_queue: str | None = Field(None, pattern=_QUEUE, description="general queue; default: the campaign's")
+    fallback_queue: QueueName | None = Field(None, description="general queue; default: the campaign's")
     fallback_priority: int = Field(10, ge=0, le=1000, description="QUEUE_PRIO in the fallback queue (raised)")
     fallback_after: int = Field(1, ge=1, le=60, description="seconds in the dedicated queue before the fallback")
     max_wait: int | None = Field(

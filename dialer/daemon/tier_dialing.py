@@ -9,7 +9,6 @@ the decisions are the pure core's (`dialer.core.routing`,
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from typing import Any
 import structlog
 
 from dialer.ami.errors import AmiError
+from dialer.ami.values import header_text, variable_text
 from dialer.ami.gateway import AmiGateway
 from dialer.config.models import Campaign
 from dialer.config.tiers import DEFAULT_TIERS, TierConfig, contact_rules, ladder
@@ -42,17 +42,7 @@ from dialer.store.store import Lease, Store
 
 log = structlog.get_logger("dialer.tiers")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.@+-]")
 _LIVE = (State.dialing, State.ringing, State.up)
-
-
-def _variable_safe(value: str) -> str:
-    # Originate splits Variable values on commas; keep ids to a plain alphabet.
-    return _UNSAFE.sub("_", value)[:64]
-
-
-def _header_safe(value: object) -> str:
-    return str(value).replace("\r", " ").replace("\n", " ")[:200]
 
 
 @dataclass(frozen=True)
@@ -289,7 +279,8 @@ class TierDialing:
             return {}
         customer = ""
         if info.customer is not None:
-            customer = _variable_safe(info.customer.external_id or str(info.customer.customer_id))
+            # Lead and CRM data: made safe for a channel variable, never refused.
+            customer = variable_text(info.customer.external_id or str(info.customer.customer_id))
         return {**info.routing.variables(), "DIALER_CUSTOMER": customer}
 
     # -- while the call runs, and after ----------------------------------------------
@@ -310,7 +301,8 @@ class TierDialing:
             "Name": (info.customer.name or "") if info and info.customer else "",
             "Value": "" if not info or not info.customer or info.customer.value is None else str(info.customer.value),
         }
-        task = asyncio.create_task(self._send(ami, {k: _header_safe(v) for k, v in fields.items()}))
+        # The customer's name and ids are lead data: made fit for AMI, never refused.
+        task = asyncio.create_task(self._send(ami, {k: header_text(v) for k, v in fields.items()}))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -3,8 +3,8 @@
 Every route but the health checks (and `/metrics`, unless configured) needs
 `Authorization: Bearer <token>`. Errors are JSON `{"message": ..., "errors": [...]}`:
 401 no or wrong token, 404 unknown campaign/agent/lead, 409 a request the
-campaign's state refuses, 422 malformed input, 503 AMI or the database not
-available right now.
+campaign's state refuses, 413 a body over `MAX_BODY_BYTES` (dialer.http.body_limit),
+422 malformed input, 503 AMI or the database not available right now.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations at run
@@ -23,11 +23,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dialer import __version__
-from dialer.ami.errors import AmiError
+from dialer.ami.errors import AmiError, AmiUnsafeValue
 from dialer.config.models import AgentConfig
 from dialer.daemon.campaign_watcher import ControlError
 from dialer.dispositions import DispositionError, apply_disposition
 from dialer.http import schemas as s
+from dialer.http.body_limit import MAX_BODY_BYTES, BodyLimit
 from dialer.leads.csv_import import LeadRow
 from dialer.metrics import CONTENT_TYPE
 from dialer.screen_pop import for_attempt as screen_pop_for_attempt
@@ -58,6 +59,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "no token or a wrong one"),
         (404, "not found"),
         (409, "refused in the current state"),
+        (413, f"request body over {MAX_BODY_BYTES} bytes"),
         (422, "malformed input"),
         (503, "AMI or the database is not available"),
     )
@@ -73,6 +75,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.add_middleware(BodyLimit)
     bearer = HTTPBearer(auto_error=False, description="the token of http.token / token_file / token_env")
 
     def authorised(credentials: HTTPAuthorizationCredentials | None) -> None:
@@ -116,6 +119,11 @@ def build_app(daemon: "Daemon") -> FastAPI:
             # FastAPI's answer to a body that is not JSON: malformed input like any other.
             return JSONResponse({"message": f"body: {exc.detail}", "errors": []}, status_code=422)
         return JSONResponse({"message": str(exc.detail), "errors": []}, status_code=exc.status_code)
+
+    @app.exception_handler(AmiUnsafeValue)
+    async def _ami_unsafe(_request: Request, exc: AmiUnsafeValue) -> JSONResponse:
+        # The schemas refuse such input first; this is the gateway's last guard speaking.
+        return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=422)
 
     @app.exception_handler(AmiError)
     async def _ami_error(_request: Request, exc: AmiError) -> JSONResponse:
@@ -269,6 +277,20 @@ def build_app(daemon: "Daemon") -> FastAPI:
             call=state.on_call if state else None,
         )
 
+    def known_queues(queues: list[str]) -> list[str]:
+        """`queues` without repeats, if each is a queue of the config (agents', campaigns',
+        tier routing's); else 422 before any AMI action."""
+        known = {q for a in daemon.config.agents for q in a.queues}
+        for runner in list(daemon.runners.values()):
+            campaign = runner.campaign
+            known.add(campaign.queue)
+            for rule in campaign.tiers.routing.values():
+                known.update(q for q in (rule.queue, rule.fallback_queue) if q)
+        unknown = [q for q in queues if q not in known]
+        if unknown:
+            raise ApiError(422, f"queues: not a queue of this daemon's config: {', '.join(sorted(set(unknown)))}")
+        return list(dict.fromkeys(queues))
+
     def connected_ami() -> Any:
         if daemon.ami is None or not daemon.ami.connected.is_set():
             raise ApiError(503, "not logged in to AMI right now")
@@ -286,8 +308,9 @@ def build_app(daemon: "Daemon") -> FastAPI:
     async def agent_login(agent_id: str, body: s.QueuesIn | None = None) -> s.AgentOut:
         """Add the agent to its queues (or the ones given) with AMI QueueAdd."""
         config = agent_config(agent_id)
+        queues = known_queues(body.queues if body and body.queues is not None else config.queues)
         ami = connected_ami()
-        for queue in (body.queues if body and body.queues is not None else config.queues):
+        for queue in queues:
             await ami.queue_add(queue, config.interface, config.id, config.penalty)
         return agent_out(config)
 
@@ -295,10 +318,11 @@ def build_app(daemon: "Daemon") -> FastAPI:
     async def agent_logout(agent_id: str, body: s.QueuesIn | None = None) -> s.AgentOut:
         """Remove the agent from its queues (or the ones given) with AMI QueueRemove."""
         config = agent_config(agent_id)
+        given = known_queues(body.queues) if body and body.queues is not None else None
         ami = connected_ami()
         state = daemon.board.agent(config.interface)
         current = sorted(state.queues) if state else list(config.queues)
-        for queue in (body.queues if body and body.queues is not None else current or config.queues):
+        for queue in (given if given is not None else current or config.queues):
             await ami.queue_remove(queue, config.interface)
         return agent_out(config)
 
@@ -306,6 +330,8 @@ def build_app(daemon: "Daemon") -> FastAPI:
     async def agent_pause(agent_id: str, body: s.PauseIn) -> s.AgentOut:
         """Pause (or unpause, `paused: false`) the agent with AMI QueuePause."""
         config = agent_config(agent_id)
+        if body.queue:
+            known_queues([body.queue])
         ami = connected_ami()
         fields = {"Action": "QueuePause", "Interface": config.interface, "Paused": str(body.paused).lower()}
         if body.queue:

@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from dialer.ami.values import PRINTABLE_PATTERN, QUEUE_PATTERN, check_header_value, check_queue_name
 
 from dialer.leads.csv_import import MAX_PHONE_DIGITS, MIN_PHONE_DIGITS
 
 # Same rule as the CSV import: digits, an optional leading +.
 PHONE_PATTERN = rf"^\+?[0-9]{{{MIN_PHONE_DIGITS},{MAX_PHONE_DIGITS}}}$"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# Each queue given is one AMI action: a login names a few, never thousands.
+MAX_QUEUES = 16
+QueueName = Annotated[str, StringConstraints(pattern=QUEUE_PATTERN), AfterValidator(check_queue_name)]
+
+# A lead's `data` is stored and echoed back on every lookup and screen pop.
+MAX_DATA_KEYS = 50
+MAX_DATA_BYTES = 16 * 1024
+MAX_DATA_DEPTH = 4
+DataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+DataValue = Annotated[str, StringConstraints(max_length=4000)]
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def _bounded_json(value: Any) -> Any:
+    """The stored JSON stays small and shallow, whatever the field's type becomes."""
+    if _depth(value) > MAX_DATA_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DATA_DEPTH} levels")
+    size = len(json.dumps(value, ensure_ascii=False).encode())
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"{size} bytes as JSON; {MAX_DATA_BYTES} at most")
+    return value
+
 
 
 class _In(BaseModel):
@@ -78,15 +111,21 @@ class AgentOut(BaseModel):
 
 
 class QueuesIn(_In):
-    queues: list[str] | None = Field(
-        None, description="queues to log in to or out of; default: the agent's queues from the config"
+    queues: list[QueueName] | None = Field(
+        None,
+        max_length=MAX_QUEUES,
+        description=f"queues to log in to or out of, {MAX_QUEUES} at most, each a queue of this daemon's config "
+        "(an agent's or a campaign's); default: the agent's queues from the config",
     )
 
 
 class PauseIn(_In):
     paused: bool = True
-    reason: str | None = Field(None, max_length=80, pattern=r"^[^\r\n]*$")
-    queue: str | None = Field(None, pattern=NAME_PATTERN, description="one queue; default: all")
+    reason: Annotated[str, AfterValidator(check_header_value)] | None = Field(
+        None, max_length=80, pattern=PRINTABLE_PATTERN, description="no control characters (it goes to AMI)"
+    )
+    queue: QueueName | None = Field(None, description="one queue of this daemon's config; default: all")
+
 
 
 class LeadIn(_In):
@@ -96,7 +135,12 @@ class LeadIn(_In):
     tier: str | None = Field(None, max_length=32)
     value: Decimal | None = Field(None, ge=0, max_digits=14, decimal_places=2)
     timezone: str | None = Field(None, max_length=64, description="IANA time zone, e.g. Europe/Paris")
-    data: dict[str, str] = {}
+    data: Annotated[dict[DataKey, DataValue], AfterValidator(_bounded_json)] = Field(
+        {},
+        max_length=MAX_DATA_KEYS,
+        description=f"free fields kept with the lead: {MAX_DATA_KEYS} keys at most, "
+        f"{MAX_DATA_BYTES} bytes at most as JSON",
+    )
 
 
 class ContactOut(BaseModel):

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 from panoramisk import fast_agi
 
+from dialer.ami.values import check_sound
 from dialer.config.models import Campaign, DialerConfig
 from dialer.ivr.flow import Flow
 from dialer.ivr.loader import load_flow_dir
@@ -77,6 +78,15 @@ class IvrService:
         texts = {c.abandon_text for c in campaigns if c.abandon_text}
         texts |= {c.amd.message for c in campaigns if c.amd.enabled and c.amd.message}
         places = sound_places(config)
+        if texts:
+            try:
+                # The rendered messages reach Playback() through Originate variables.
+                check_sound(places.asterisk_directory.rstrip("/") or "/")
+            except ValueError as exc:
+                raise IvrSetupError(
+                    f"ivr: the sounds directory as Asterisk names it, {places.asterisk_directory!r}, {exc}; "
+                    "set ivr.asterisk_sounds_dir"
+                ) from None
         try:
             sounds, messages = await asyncio.to_thread(_render_all, flows, texts, places)
         except (PromptError, OSError) as exc:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from dialer.ami.values import Sound
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -27,8 +29,9 @@ class IvrConfig(_Strict):
     """The IVR flows (`*.yaml`); relative to the config file's directory."""
     sounds_dir: Path = Path("sounds")
     """Where rendered prompts are written; relative to the config file's directory."""
-    asterisk_sounds_dir: str | None = None
-    """The same directory as Asterisk sees it (a chroot, or a copy on the Asterisk host); default: sounds_dir."""
+    asterisk_sounds_dir: Sound | None = None
+    """The same directory as Asterisk sees it (a chroot, or a copy on the Asterisk host); default: sounds_dir.
+    Played through channel variables: letters, digits and `_-/.` only."""
 
 
 class OnMachine(str, enum.Enum):
