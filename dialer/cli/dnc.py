@@ -25,7 +25,9 @@ from typing import TypeVar
 from dialer.cli.context import CommandError, add_config_argument, fail, read_campaigns, read_config
 from dialer.config.models import DialerConfig
 from dialer.leads.csv_import import parse_leads_csv
-from dialer.leads.phone_numbers import NumberError, NumberPolicy, normalise
+from dialer.core.dialable import DenyList
+from dialer.leads.intake import LeadIntake
+from dialer.leads.phone_numbers import NumberError, NumberPolicy
 from dialer.store import dnc
 from dialer.store.schema import GLOBAL_DNC
 from dialer.store.store import Store, StoreError
@@ -78,13 +80,12 @@ def _with_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
 
 
 def _normalised(numbers: list[str], policy: NumberPolicy) -> list[str]:
+    """Numbers read as the leads' intake reads them, so a listed number matches its lead."""
+    intake = LeadIntake(numbers=policy, deny=DenyList(()))
     result = []
     for raw in numbers:
-        if not policy.e164:
-            result.append(raw.strip())
-            continue
         try:
-            result.append(normalise(raw, policy.default_region))
+            result.append(intake.number(raw))
         except NumberError as exc:
             raise CommandError(str(exc)) from exc
     return result
@@ -104,6 +105,8 @@ def run_import(args: argparse.Namespace) -> int:
     parsed = parse_leads_csv(args.file, policy)
     for error in parsed.errors:
         print(f"{args.file}:{error.line}: {error.column or 'row'}: {error.message}", file=sys.stderr)
+    if parsed.more_errors:
+        print(f"{args.file}: {parsed.more_errors} more row(s) rejected, not shown", file=sys.stderr)
     if not parsed.rows:
         return fail(f"{args.file}: no valid numbers")
     now = datetime.now(UTC)
@@ -117,7 +120,7 @@ def run_import(args: argparse.Namespace) -> int:
         return fail(str(exc))
     print(
         f"{_scope_name(scope)}: {added} number(s) added, {len(parsed.rows) - added} already listed, "
-        f"{len(parsed.errors)} row(s) rejected"
+        f"{parsed.rejected} row(s) rejected"
     )
     return 1 if parsed.errors else 0
 

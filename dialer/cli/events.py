@@ -2,8 +2,10 @@
 
 Each event (complaint_closed, new_customer, low_satisfaction) goes to every
 enabled campaign whose `revisit` names its kind, due that many days after the
-event. Columns: see `dialer.leads.event_csv`. Exit status: 0 all rows used,
-1 some rows rejected, 2 nothing could be used.
+event. Columns: see `dialer.leads.event_csv`. All or nothing: every row is
+checked (for every revisiting campaign, each reading numbers by its own rules)
+before anything is written; one bad row and nothing is imported. Exit status:
+0 imported, 2 nothing imported (each bad row is shown with its line and field).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ async def _schedule(url: str, plan: list[tuple[Campaign, list[EventRow]]]) -> li
     store = await Store.open(url)
     now = datetime.now(UTC)
     try:
-        results = []
-        for campaign, rows in plan:
-            campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
-            results.append((campaign.name, await schedule_revisits(store, campaign_id, rows, campaign.revisit, now)))
-        return results
+        ids = [await store.sync_campaign(campaign.name, campaign.type.value) for campaign, _ in plan]
+        summaries = await schedule_revisits(
+            store, [(i, rows, campaign.revisit) for i, (campaign, rows) in zip(ids, plan)], now
+        )
+        return [(campaign.name, summary) for (campaign, _), summary in zip(plan, summaries)]
     finally:
         await store.close()
 
@@ -55,16 +57,23 @@ def run_import(args: argparse.Namespace) -> int:
     if not revisiting:
         return fail(f"no enabled campaign in {config.campaign_dir} has a revisit section")
     plan: list[tuple[Campaign, list[EventRow]]] = []
-    rejected = 0
+    problems: dict[str, None] = {}
+    today = datetime.now(UTC).date()
     for campaign in revisiting:
         # Parsed per campaign: each reads numbers by its own rules (region, E.164 or as written).
-        rows, errors = parse_events_csv(args.file, campaign.numbers.policy(config.default_region))
+        rows, errors = parse_events_csv(
+            args.file, campaign.numbers.policy(config.default_region), today=today, deny=campaign.numbers.deny_list()
+        )
         wanted = [r for r in rows if r.kind in campaign.revisit]
         if wanted:
             plan.append((campaign, wanted))
         for error in errors:
-            print(f"{args.file}: {campaign.name}: {error}", file=sys.stderr)
-        rejected += len(errors)
+            where = "" if len(revisiting) == 1 else f" (campaign {campaign.name})"
+            problems[f"{args.file}:{error.line}: {error.column or 'row'}: {error.message}{where}"] = None
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return fail(f"{args.file}: {len(problems)} problem(s); nothing imported")
     if not plan:
         return fail(f"{args.file}: no event matches a campaign's revisit kinds")
     try:
@@ -76,4 +85,4 @@ def run_import(args: argparse.Namespace) -> int:
             f"{name}: {summary.scheduled} revisit(s) scheduled, {summary.already_imported} already imported, "
             f"{summary.busy} lead(s) in a call now"
         )
-    return 1 if rejected else 0
+    return 0

@@ -29,12 +29,24 @@ def check_lead(
     window: CallingWindow,
     deny: DenyList,
     on_dnc_list: Set[str],
+    forms: Sequence[str] = (),
+    never_dial: bool = False,
 ) -> Blocked | Wait | None:
     """None: dial now. Wait: not before `until`. Blocked: never (the lead is done, for `reason`).
 
-    With no known zone the window cannot be applied and does not hold the lead.
+    `forms` are other ways to write `phone` (its E.164 and national forms, as the
+    intake reads it): a deny pattern or a do-not-call entry matching any of them
+    blocks the lead. `never_dial`: the number is of a kind never called (emergency,
+    premium rate), whatever the patterns say. With no known zone the window cannot
+    be applied and does not hold the lead.
     """
-    blocked = dial_block(phone, deny, on_dnc_list)
+    if never_dial:
+        return Blocked("denied_number")
+    numbers = (phone, *forms)
+    # Deny patterns before the lists, whichever form matches, so the reason does not depend on the form.
+    blocks = [dial_block(number, deny, set()) for number in numbers]
+    blocks += [dial_block(number, DenyList(()), on_dnc_list) for number in numbers]
+    blocked = next((b for b in blocks if b is not None), None)
     if blocked is not None:
         return blocked
     if not zones or window.open_in_all(now, zones):

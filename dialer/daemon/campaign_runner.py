@@ -68,6 +68,8 @@ class CampaignRunner:
     ) -> None:
         self._clock = clock
         self.campaign = campaign
+        self.number_region: str | None = None
+        """The config's default_region: how a lead number without + is read at dial time."""
         self.campaign_id = campaign_id
         self.store = store
         self.ami = ami
@@ -192,7 +194,9 @@ class CampaignRunner:
         if room.to_lease <= 0 and wanted <= 0:
             self.tiers.leased_reserved(0, room)
             return
-        screened = await screen_leases(self.campaign, self.store, reserved + others, now, self.board)
+        screened = await screen_leases(
+            self.campaign, self.store, reserved + others, now, self.board, region=self.number_region
+        )
         leases = await self.tiers.prepare(self.campaign, screened.leases, room=room, now=now)
         self.callback_agents.update(screened.direct)
         for lease in leases:

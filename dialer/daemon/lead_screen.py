@@ -19,6 +19,7 @@ from dialer.config.models import Campaign
 from dialer.core.agents import AgentBoard, AgentState
 from dialer.core.calling_window import lead_zones
 from dialer.core.dial_check import Direct, Wait, callback_route, check_lead
+from dialer.leads.intake import dial_forms
 from dialer.leads.phone_numbers import time_zones
 from dialer.store import callbacks as callback_store
 from dialer.store import dnc
@@ -43,21 +44,45 @@ def _agent(board: AgentBoard, agent_id: str | None) -> AgentState | None:
 
 
 async def screen_leases(
-    campaign: Campaign, store: Store, leases: list[Lease], now: float, board: AgentBoard
+    campaign: Campaign,
+    store: Store,
+    leases: list[Lease],
+    now: float,
+    board: AgentBoard,
+    *,
+    region: str | None = None,
 ) -> Screened:
-    """The leases that may be dialed now; the others are given back, deferred or closed."""
+    """The leases that may be dialed now; the others are given back, deferred or closed.
+
+    Each number is read as the intake reads it (the campaign's format, its region or
+    else `region`, the config's), and the do-not-call lists are searched for every
+    form of it: a lead stored as `2025550188` matches a listed `+12025550188`.
+    """
     screened = Screened()
     if not leases:
         return screened
     moment = datetime.fromtimestamp(now, UTC)
-    listed = await dnc.listed(store, campaign.name, [lease.phone for lease in leases])
+    policy = campaign.numbers.policy(region)
+    numbers = {lease.attempt_id: dial_forms(lease.phone, policy) for lease in leases}
+    listed = await dnc.listed(store, campaign.name, [form for number in numbers.values() for form in number.forms])
     callbacks = await callback_store.get(store, [lease.callback_id for lease in leases if lease.callback_id])
     window = campaign.calling_hours.window()
     deny = campaign.numbers.deny_list()
     grace = timedelta(seconds=campaign.callbacks.agent_grace)
     for lease in leases:
-        zones = lead_zones(lease.timezone, time_zones(lease.phone), campaign.calling_hours.timezone)
-        verdict = check_lead(lease.phone, zones, now=moment, window=window, deny=deny, on_dnc_list=listed)
+        number = numbers[lease.attempt_id]
+        e164 = next((form for form in number.forms if form.startswith("+")), lease.phone)
+        zones = lead_zones(lease.timezone, time_zones(e164), campaign.calling_hours.timezone)
+        verdict = check_lead(
+            lease.phone,
+            zones,
+            now=moment,
+            window=window,
+            deny=deny,
+            on_dnc_list=listed,
+            forms=number.forms,
+            never_dial=number.never,
+        )
         callback = callbacks.get(lease.callback_id) if lease.callback_id else None
         if verdict is None and callback is not None:
             due = callback.due_at.replace(tzinfo=UTC)

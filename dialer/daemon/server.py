@@ -180,6 +180,7 @@ class Daemon:
             campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
             runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
             runner.tiers.set_ladder(self.config.tiers)
+            runner.number_region = self.config.default_region
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
         await self._start_ivr()
@@ -296,6 +297,7 @@ class Daemon:
         agent_ids = {a.interface: a.id for a in self.config.agents}
         runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
         runner.tiers.set_ladder(self.config.tiers)
+        runner.number_region = self.config.default_region
         await runner.restore_memory(self.clock())
         if self.ivr is not None:
             runner.dialplan_variables = self.ivr.variables(campaign)

@@ -13,7 +13,6 @@ import dataclasses
 import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -29,7 +28,7 @@ from dialer.daemon.campaign_watcher import ControlError
 from dialer.dispositions import DispositionError, apply_disposition
 from dialer.http import schemas as s
 from dialer.http.body_limit import MAX_BODY_BYTES, BodyLimit
-from dialer.leads.csv_import import LeadRow
+from dialer.leads.intake import LeadIntake, LeadRefused
 from dialer.metrics import CONTENT_TYPE
 from dialer.screen_pop import for_attempt as screen_pop_for_attempt
 from dialer.store.callbacks import list_callbacks
@@ -373,29 +372,22 @@ def build_app(daemon: "Daemon") -> FastAPI:
     # -- leads -------------------------------------------------------------------------
 
     @api.post("/campaigns/{name}/leads", response_model=s.LeadAdded, status_code=201, tags=["leads"])
-    async def add_lead(name: str, body: s.LeadIn) -> s.LeadAdded:
+    async def add_lead(name: str, body: s.LeadIn) -> s.LeadAdded | JSONResponse:
         known_campaign(name)
         runner = daemon.runners.get(name)
         if runner is None:
             raise ApiError(409, f"campaign {name!r} is not loaded (disabled in its file)")
-        if body.timezone is not None:
-            try:
-                ZoneInfo(body.timezone)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                raise ApiError(422, f"timezone: unknown time zone {body.timezone!r}") from None
-        row = LeadRow(
-            line=0,
-            phone=body.phone,
-            name=body.name,
-            customer_id=body.customer_id,
-            tier=body.tier.lower() if body.tier else None,
-            value=body.value,
-            timezone=body.timezone,
-            data=dict(body.data),
-        )
+        # The same intake as a CSV import: the campaign's number format, region and deny rules.
+        intake = LeadIntake.for_campaign(runner.campaign, daemon.config.default_region)
+        fields = {k: getattr(body, k) for k in ("phone", "name", "customer_id", "tier", "value", "timezone")}
+        try:
+            row = intake.check(fields, {str(k): str(v) for k, v in body.data.items()})
+        except LeadRefused as refused:
+            problems = [{"field": f"body.{p.field}", "message": p.message} for p in refused.problems]
+            return JSONResponse({"message": str(refused), "errors": problems}, status_code=422)
         assert daemon.store is not None
         summary = await daemon.store.import_leads(runner.campaign_id, [row])
-        lead = next(l for l in await daemon.store.find_leads(phone=body.phone) if l["campaign"] == name)
+        lead = next(l for l in await daemon.store.find_leads(phone=row.phone) if l["campaign"] == name)
         return s.LeadAdded(added=summary.added == 1, lead=lead_out(lead))
 
     @api.get("/leads", response_model=list[s.LeadOut], tags=["leads"])

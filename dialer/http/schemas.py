@@ -129,7 +129,11 @@ class PauseIn(_In):
 
 
 class LeadIn(_In):
-    phone: str = Field(pattern=PHONE_PATTERN, description="digits with an optional leading +")
+    phone: str = Field(
+        pattern=PHONE_PATTERN,
+        description="digits with an optional leading +; read as `dialer leads import` reads it: E.164 in the "
+        "campaign's region, invalid, premium-rate, emergency and denied numbers refused (422)",
+    )
     name: str | None = Field(None, max_length=200)
     customer_id: str | None = Field(None, max_length=64)
     tier: str | None = Field(None, max_length=32)

@@ -21,37 +21,35 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dialer.leads.phone_numbers import NumberError, NumberPolicy, normalise, time_zones
+from dialer.core.dialable import DenyList
+from dialer.leads.intake import (
+    clean_text,
+    MAX_PHONE_DIGITS,
+    MIN_PHONE_DIGITS,
+    PHONE_SEPARATORS,
+    LeadIntake,
+    LeadRefused,
+    LeadRow,
+    phone_shape,
+)
+from dialer.leads.phone_numbers import NumberPolicy
 
-PHONE_SEPARATORS = " -.()"
-_PHONE = re.compile(r"\+?[0-9]+")
-MIN_PHONE_DIGITS = 3
-MAX_PHONE_DIGITS = 20
-_DECIMAL = re.compile(r"[+-]?([0-9]+([.,][0-9]*)?|[.,][0-9]+)")
+__all__ = ["LeadImport", "LeadRow", "RowError", "parse_leads_csv", "MIN_PHONE_DIGITS", "MAX_PHONE_DIGITS"]
+
 _DELIMITERS = (",", ";", "\t")
 KNOWN_COLUMNS = ("phone", "name", "customer_id", "tier", "value", "timezone")
 _PHONE_ALIAS = "number"
-
-
-@dataclass(frozen=True)
-class LeadRow:
-    line: int
-    """Line in the file where the row starts."""
-    phone: str
-    """Digits only, with a leading + if the file had one."""
-    name: str | None = None
-    customer_id: str | None = None
-    tier: str | None = None
-    """Lower-cased, so `Gold` and `gold` are the same tier."""
-    value: Decimal | None = None
-    timezone: str | None = None
-    data: dict[str, str] = field(default_factory=dict)
+# Bounds that keep a hostile or broken file from costing unbounded time or memory:
+# a field, a physical line and the columns of the header.
+MAX_FIELD_CHARS = 10_000
+MAX_LINE_CHARS = 100_000
+MAX_COLUMNS = 200
+MAX_ERRORS = 1000
 
 
 @dataclass(frozen=True)
@@ -70,10 +68,20 @@ class RowError:
 class LeadImport:
     rows: list[LeadRow]
     errors: list[RowError]
+    """The first `MAX_ERRORS` problems, by line."""
+    more_errors: int = 0
+    """Problems past those, counted but not kept (a file that is not a lead list at all)."""
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors) + self.more_errors
 
 
-def parse_leads_csv(source: str | Path, numbers: NumberPolicy | None = None) -> LeadImport:
-    """Parse leads from a file (a `Path`) or from CSV text (a `str`).
+def parse_leads_csv(
+    source: str | Path, numbers: NumberPolicy | None = None, deny: DenyList | None = None
+) -> LeadImport:
+    """Parse leads from a file (a `Path`) or from CSV text (a `str`), each row through the intake
+    (`dialer.leads.intake`) with `numbers` and `deny` (default: none; a campaign passes its own).
 
     Without `numbers`, phone numbers are kept as written (digits and a leading +).
 
@@ -89,18 +97,61 @@ def parse_leads_csv(source: str | Path, numbers: NumberPolicy | None = None) -> 
             return LeadImport([], [RowError(line, None, "not UTF-8 text; save the file as UTF-8 CSV")])
     else:
         text = source.removeprefix("\ufeff")
-    return _Parser(text, numbers or NumberPolicy(e164=False)).parse()
+    delimiter = _sniff_delimiter(text)
+    intake = LeadIntake(
+        numbers=numbers or NumberPolicy(e164=False),
+        deny=deny if deny is not None else DenyList(()),
+        decimal_comma=delimiter == ";",
+    )
+    with csv_field_limit(MAX_FIELD_CHARS):
+        return _Parser(text, delimiter, intake).parse()
+
+
+class _Errors(list[RowError]):
+    """A list that keeps the first MAX_ERRORS errors and counts the rest."""
+
+    more = 0
+
+    def append(self, error: RowError) -> None:
+        if len(self) < MAX_ERRORS:
+            super().append(error)
+        else:
+            self.more += 1
+
+    def extend(self, errors: Iterable[RowError]) -> None:
+        for error in errors:
+            self.append(error)
+
+
+@contextmanager
+def csv_field_limit(chars: int) -> Iterator[None]:
+    # The csv module's limit is process-wide: set for the parse, then put back.
+    before = csv.field_size_limit(chars)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 class _Parser:
-    def __init__(self, text: str, numbers: NumberPolicy) -> None:
-        self.numbers = numbers
-        self.delimiter = _sniff_delimiter(text)
-        self.reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True)
+    def __init__(self, text: str, delimiter: str, intake: LeadIntake) -> None:
+        self.intake = intake
+        self.delimiter = delimiter
         self.rows: list[LeadRow] = []
-        self.errors: list[RowError] = []
+        self.errors = _Errors()
+        self.reader = csv.reader(self._lines(text), delimiter=self.delimiter, strict=True)
         self.columns: list[str] = []
+        self.keys: list[str] = []
         self.first_line_of_phone: dict[str, int] = {}
+
+    def _lines(self, text: str) -> Iterator[str]:
+        """The text's lines for the csv reader; an overlong one is reported and read as empty."""
+        for number, line in enumerate(io.StringIO(text, newline=""), 1):
+            if len(line) > MAX_LINE_CHARS:
+                self.errors.append(RowError(number, None, f"line longer than {MAX_LINE_CHARS} characters; skipped"))
+                yield "\n"
+            else:
+                yield line
 
     def parse(self) -> LeadImport:
         records = self._records()
@@ -113,7 +164,7 @@ class _Parser:
             return LeadImport([], [*self.errors, *header_errors])
         for line, cells in records:
             self._read_row(line, cells)
-        return LeadImport(self.rows, self.errors)
+        return LeadImport(self.rows, list(self.errors), self.errors.more)
 
     def _records(self) -> Iterator[tuple[int, list[str]]]:
         """(first line, cells) of each non-blank record; malformed ones become errors."""
@@ -133,7 +184,10 @@ class _Parser:
                 yield line, cells
 
     def _read_header(self, line: int, cells: list[str]) -> list[RowError]:
-        self.columns = [cell.strip() for cell in cells]
+        if len(cells) > MAX_COLUMNS:
+            return [RowError(line, None, f"{len(cells)} columns; at most {MAX_COLUMNS}")]
+        self.columns = [clean_text(cell) for cell in cells]
+        self.keys = [_column_key(column) for column in self.columns]
         errors: list[RowError] = []
         seen: dict[str, str] = {}
         for column in self.columns:
@@ -151,116 +205,51 @@ class _Parser:
 
     @staticmethod
     def _no_phone_column(cells: list[str]) -> str:
-        if any(_normalise_phone(cell) is not None for cell in cells):
+        if any(phone_shape(cell) is not None for cell in cells):
             return "no header row: this line looks like data; the first line must name the columns, e.g. phone,name"
-        found = ", ".join(repr(cell.strip()) for cell in cells)
+        found = ", ".join(repr(clean_text(cell)[:40]) for cell in cells[:20])
         return f"no 'phone' (or 'number') column in the header; found {found}"
 
     def _read_row(self, line: int, cells: list[str]) -> None:
         errors: list[RowError] = []
         known: dict[str, str] = {}
         data: dict[str, str] = {}
-        for index, cell in enumerate(cells):
-            text = cell.strip()
-            column = self.columns[index] if index < len(self.columns) else ""
+        if len(cells) > len(self.columns) and any(cell.strip() for cell in cells[len(self.columns):]):
+            index = next(i for i in range(len(self.columns), len(cells)) if cells[i].strip())
+            text = clean_text(cells[index])[:40]
+            errors.append(RowError(line, None, f"a value in column {index + 1}, which has no header: {text!r}"))
+        for index, cell in enumerate(cells[: len(self.columns)]):
+            column = self.columns[index]
             if not column:
-                if text:
-                    errors.append(RowError(line, None, f"a value in column {index + 1}, which has no header: {text!r}"))
+                if cell.strip():
+                    errors.append(
+                        RowError(line, None, f"a value in column {index + 1}, which has no header: {clean_text(cell)[:40]!r}")
+                    )
                 continue
-            key = _column_key(column)
+            key = self.keys[index]
             if key == _PHONE_ALIAS:
                 key = "phone"
             if key in KNOWN_COLUMNS:
-                known[key] = text
+                known[key] = cell
             else:
-                data[column] = text
-        phone_column = self._phone_column()
-        phone = self._check_phone(line, phone_column, known.get("phone", ""), errors)
-        value = _check_value(line, self._column_named("value"), known.get("value", ""), self.delimiter, errors)
-        timezone = _check_timezone(line, self._column_named("timezone"), known.get("timezone", ""), errors)
+                data[column] = cell
+        try:
+            row = self.intake.check(known, data, line=line)
+        except LeadRefused as refused:
+            errors.extend(RowError(line, self._column_named(p.field), p.message) for p in refused.problems)
+            row = None
+        if row is not None and not errors:
+            earlier = self.first_line_of_phone.setdefault(row.phone, line)
+            if earlier != line:
+                errors.append(RowError(line, self._column_named("phone"), f"{row.phone} is already on line {earlier}"))
         self.errors.extend(errors)
-        if errors or phone is None:
-            return
-        if timezone is None and self.numbers.e164:
-            zones = time_zones(phone)
-            timezone = zones[0] if len(zones) == 1 else None
-        self.rows.append(
-            LeadRow(
-                line=line,
-                phone=phone,
-                name=known.get("name") or None,
-                customer_id=known.get("customer_id") or None,
-                tier=known.get("tier", "").lower() or None,
-                value=value,
-                timezone=timezone,
-                data=data,
-            )
-        )
-
-    def _check_phone(self, line: int, column: str, raw: str, errors: list[RowError]) -> str | None:
-        if not raw:
-            errors.append(RowError(line, column, "no phone number"))
-            return None
-        phone = _normalise_phone(raw)
-        if phone is None:
-            errors.append(
-                RowError(
-                    line, column,
-                    f"not a phone number: {raw!r} (expected {MIN_PHONE_DIGITS}-{MAX_PHONE_DIGITS} digits, "
-                    "an optional leading +; spaces, -, . and () are ignored)",
-                )
-            )
-            return None
-        if self.numbers.e164:
-            try:
-                phone = normalise(raw, self.numbers.default_region)
-            except NumberError as exc:
-                errors.append(RowError(line, column, str(exc)))
-                return None
-        earlier = self.first_line_of_phone.setdefault(phone, line)
-        if earlier != line:
-            errors.append(RowError(line, column, f"{phone} is already on line {earlier}"))
-        return phone
-
-    def _phone_column(self) -> str:
-        return next(c for c in self.columns if _column_key(c) in ("phone", _PHONE_ALIAS))
+        if row is not None and not errors:
+            self.rows.append(row)
 
     def _column_named(self, key: str) -> str:
-        return next((c for c in self.columns if _column_key(c) == key), key)
-
-
-def _check_value(line: int, column: str, raw: str, delimiter: str, errors: list[RowError]) -> Decimal | None:
-    if not raw:
-        return None
-    # Where `;` separates fields (spreadsheets in most of Europe), `,` is the decimal mark.
-    if not _DECIMAL.fullmatch(raw) or ("," in raw and delimiter != ";"):
-        errors.append(RowError(line, column, f"not a number: {raw!r} (e.g. 1250.50, no thousands separators)"))
-        return None
-    value = Decimal(raw.replace(",", "."))
-    if value < 0:
-        errors.append(RowError(line, column, f"must be 0 or more, not {raw}"))
-        return None
-    return value
-
-
-def _check_timezone(line: int, column: str, raw: str, errors: list[RowError]) -> str | None:
-    if not raw:
-        return None
-    try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        # OSError: a region directory such as "America" is not a zone.
-        errors.append(RowError(line, column, f"unknown time zone {raw!r} (an IANA name, e.g. America/New_York)"))
-        return None
-    return raw
-
-
-def _normalise_phone(raw: str) -> str | None:
-    phone = raw.strip().translate({ord(c): None for c in PHONE_SEPARATORS})
-    if not _PHONE.fullmatch(phone):
-        return None
-    digits = len(phone.removeprefix("+"))
-    return phone if MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS else None
+        """The header, as written, of the column a field came from."""
+        keys = ("phone", _PHONE_ALIAS) if key == "phone" else (key,)
+        return next((c for c, k in zip(self.columns, self.keys) if k in keys), key)
 
 
 def _column_key(column: str) -> str:
@@ -269,7 +258,7 @@ def _column_key(column: str) -> str:
 
 def _sniff_delimiter(text: str) -> str:
     """The separator the header line uses most, outside quotes; `,` if it uses none."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
+    header = next((line for line in io.StringIO(text, newline="") if line.strip()), "")[:MAX_LINE_CHARS]
     unquoted = "".join(header.split('"')[::2])
     counts = {delimiter: unquoted.count(delimiter) for delimiter in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: counts[d])

@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberType
+from phonenumbers.phonenumberutil import (
+    REGION_CODE_FOR_NON_GEO_ENTITY,
+    _number_type_helper,
+    country_code_for_valid_region,
+    is_number_type_geographical,
+)
 from phonenumbers import timezone as number_zones
 from phonenumbers.shortnumberinfo import connects_to_emergency_number
 
@@ -24,6 +30,10 @@ _NEVER_DIAL = {
 
 class NumberError(ValueError):
     """A number that cannot be imported; the message says why, for the operator."""
+
+
+class NeverDial(NumberError):
+    """A valid number of a kind the dialer never calls: emergency, premium rate, shared cost."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,15 @@ def check_region(region: str) -> str:
 
 def normalise(raw: str, region: str | None) -> str:
     """`raw` in E.164 (`+12125550123`); NumberError if it is not a number that may be dialed."""
+    return read_number(raw, region)[0]
+
+
+def read_number(raw: str, region: str | None) -> tuple[str, tuple[str, ...]]:
+    """`raw` in E.164 and the zones it may be in (see `normalise` and `time_zones`).
+
+    Each libphonenumber look-up is made once (they are what a big import spends
+    its time on): the number's type says whether it is valid at all.
+    """
     text = raw.strip()
     if not text.startswith("+") and region is None:
         raise NumberError(f"{raw!r} has no country code: write it as +<country><number>, or set numbers.default_region")
@@ -53,14 +72,32 @@ def normalise(raw: str, region: str | None) -> str:
     digits = phonenumbers.national_significant_number(number)
     region_of_number = phonenumbers.region_code_for_number(number)
     if connects_to_emergency_number(digits, region_of_number or region or "ZZ"):
-        raise NumberError(f"{raw!r} is an emergency number")
-    if not phonenumbers.is_valid_number(number):
+        raise NeverDial(f"{raw!r} is an emergency number")
+    kind = _number_type(number, region_of_number)
+    if kind == PhoneNumberType.UNKNOWN:
         where = region_of_number or region or "its country"
         raise NumberError(f"not a valid number in {where}: {raw!r}")
-    kind = phonenumbers.number_type(number)
     if kind in _NEVER_DIAL:
-        raise NumberError(f"{raw!r} is {_NEVER_DIAL[kind]}, which the dialer never calls")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        raise NeverDial(f"{raw!r} is {_NEVER_DIAL[kind]}, which the dialer never calls")
+    if not is_number_type_geographical(kind, number.country_code):
+        zones = number_zones._country_level_time_zones_for_number(number)
+    else:
+        zones = number_zones.time_zones_for_geographical_number(number)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164, tuple(z for z in zones if z != _UNKNOWN_ZONE)
+
+
+def _number_type(number: phonenumbers.PhoneNumber, region: str | None) -> int:
+    """`phonenumbers.number_type`, UNKNOWN for a number not valid in its region (`is_valid_number`),
+    with the region already known."""
+    if region is None:
+        return PhoneNumberType.UNKNOWN
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(number.country_code, region)
+    if metadata is None:
+        return PhoneNumberType.UNKNOWN
+    if region != REGION_CODE_FOR_NON_GEO_ENTITY and number.country_code != country_code_for_valid_region(region):
+        return PhoneNumberType.UNKNOWN
+    return _number_type_helper(phonenumbers.national_significant_number(number), metadata)
 
 
 def time_zones(e164: str) -> tuple[str, ...]:

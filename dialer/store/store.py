@@ -6,15 +6,18 @@ errors are translated to `StoreError` at this boundary.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -79,6 +82,91 @@ class CampaignProgress:
     @property
     def finished(self) -> bool:
         return self.pending == 0 and self.leased == 0
+
+
+# Rows per import transaction, and the pause after each: SQLite's busy handler
+# retries every few to 100 ms, so a writer waiting on the import gets its turn
+# when the lock is free for a good share of the time.
+IMPORT_BATCH = 2000
+IMPORT_PAUSE = 0.005
+IMPORT_PAUSE_SHARE = 0.25
+
+
+def _upsert(conn: AsyncConnection, table: Any) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
+
+
+async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Sequence[Any], now: datetime) -> tuple[int, int]:
+    """Customers and leads for `rows` in the open transaction `conn`: (leads added, already in the campaign).
+
+    Bulk statements, and idempotent: a phone another writer adds at the same
+    moment is no error (ON CONFLICT DO NOTHING), so concurrent imports of one
+    number leave one customer and one lead.
+    """
+    by_phone = {row.phone: row for row in rows}
+    fields = [
+        {
+            "b_phone": row.phone,
+            "b_name": row.name,
+            "b_external_id": row.customer_id,
+            "b_tier": row.tier,
+            "b_value": float(row.value) if row.value is not None else None,
+            "b_timezone": row.timezone,
+        }
+        for row in by_phone.values()
+    ]
+    # The update comes first: its write takes SQLite's lock, so what this
+    # transaction reads next no other writer can change before the commit.
+    known = {k: func.coalesce(bindparam(f"b_{k}"), customers.c[k]) for k in ("name", "external_id", "tier", "value", "timezone")}
+    await conn.execute(update(customers).where(customers.c.phone == bindparam("b_phone")).values(**known), fields)
+    await conn.execute(
+        _upsert(conn, customers),
+        [
+            {
+                "phone": f["b_phone"],
+                "name": f["b_name"],
+                "external_id": f["b_external_id"],
+                "tier": f["b_tier"],
+                "value": f["b_value"],
+                "timezone": f["b_timezone"],
+                "created_at": now,
+            }
+            for f in fields
+        ],
+    )
+    ids = dict(
+        (await conn.execute(select(customers.c.phone, customers.c.id).where(customers.c.phone.in_(list(by_phone))))).all()
+    )
+    present = set(
+        (
+            await conn.execute(
+                select(leads.c.customer_id).where(
+                    leads.c.campaign_id == campaign_id, leads.c.customer_id.in_(list(ids.values()))
+                )
+            )
+        ).scalars()
+    )
+    fresh = [
+        {
+            "campaign_id": campaign_id,
+            "customer_id": ids[phone],
+            "phone": phone,
+            "state": "pending",
+            "attempts": 0,
+            "data": dict(row.data),
+            "created_at": now,
+        }
+        for phone, row in by_phone.items()
+        if ids[phone] not in present
+    ]
+    if fresh:
+        await conn.execute(_upsert(conn, leads), fresh)
+    return len(fresh), len(rows) - len(fresh)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -161,60 +249,42 @@ class Store:
 
     # -- leads -----------------------------------------------------------
 
-    async def import_leads(self, campaign_id: int, rows: Iterable[Any]) -> ImportSummary:
-        """Add parsed lead rows (see `dialer.leads.csv_import.LeadRow`) in one transaction.
+    async def import_leads(
+        self,
+        campaign_id: int,
+        rows: Iterable[Any],
+        *,
+        batch_size: int = IMPORT_BATCH,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Add lead rows that went through the intake (`dialer.leads.intake.LeadRow`).
 
         A customer is keyed by phone number and shared across campaigns; a
-        number already in this campaign is left as it is.
+        number already in this campaign is left as it is. Rows are written
+        `batch_size` at a time, each batch its own short transaction, with a
+        pause after each long enough for other writers (the daemon's leases and
+        outcomes) to take SQLite's write lock in between. Re-importing the same
+        rows, after a crash half-way or not, adds nothing twice. `on_batch` is
+        told the rows done so far after each batch.
         """
-        now = utcnow()
-        added = existing = 0
-        async with self._write() as conn:
-            for row in rows:
-                customer = (
-                    await conn.execute(select(customers.c.id).where(customers.c.phone == row.phone))
-                ).first()
-                fields = {
-                    "name": row.name,
-                    "external_id": row.customer_id,
-                    "tier": row.tier,
-                    "value": float(row.value) if row.value is not None else None,
-                    "timezone": row.timezone,
-                }
-                if customer is None:
-                    result = await conn.execute(
-                        insert(customers).values(phone=row.phone, created_at=now, **fields)
-                    )
-                    customer_id = result.inserted_primary_key[0]
-                else:
-                    customer_id = customer.id
-                    known = {k: v for k, v in fields.items() if v is not None}
-                    if known:
-                        await conn.execute(
-                            update(customers).where(customers.c.id == customer_id).values(**known)
-                        )
-                in_campaign = (
-                    await conn.execute(
-                        select(leads.c.id).where(
-                            leads.c.campaign_id == campaign_id, leads.c.customer_id == customer_id
-                        )
-                    )
-                ).first()
-                if in_campaign:
-                    existing += 1
-                    continue
-                await conn.execute(
-                    insert(leads).values(
-                        campaign_id=campaign_id,
-                        customer_id=customer_id,
-                        phone=row.phone,
-                        state="pending",
-                        attempts=0,
-                        data=dict(row.data),
-                        created_at=now,
-                    )
-                )
-                added += 1
+        added = existing = done = 0
+        batch: list[Any] = []
+        iterator = iter(rows)
+        while True:
+            batch = list(itertools.islice(iterator, batch_size))
+            if not batch:
+                break
+            began = time.monotonic()
+            async with self._write() as conn:
+                new, known = await insert_lead_batch(conn, campaign_id, batch, utcnow())
+            held = time.monotonic() - began
+            added += new
+            existing += known
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(done)
+            if len(batch) == batch_size:
+                await asyncio.sleep(max(IMPORT_PAUSE, held * IMPORT_PAUSE_SHARE))
         return ImportSummary(added=added, already_in_campaign=existing)
 
     async def lease_due_leads(

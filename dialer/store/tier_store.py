@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from dialer.core.contact_policy import PastAttempt
 from dialer.core.tiers import TierLadder, value_tiers
@@ -70,14 +70,22 @@ async def apply_import_tiers(
         if SOURCE_VALUE in sources:
             column_first = SOURCE_COLUMN in sources and sources.index(SOURCE_COLUMN) < sources.index(SOURCE_VALUE)
             computed = value_tiers({row.id: row.value for row in rows}, cutoffs, rest)
+            changed = []
             for row in rows:
                 tier = computed.get(row.id)
                 if tier is None or (column_first and row.tier_source == SOURCE_COLUMN and ladder.known(row.tier)):
                     continue
                 if tier != row.tier or row.tier_source != SOURCE_VALUE:
-                    await conn.execute(
-                        update(customers).where(customers.c.id == row.id).values(tier=tier, tier_source=SOURCE_VALUE)
-                    )
+                    changed.append({"b_id": row.id, "b_tier": tier})
+            if changed:
+                # One statement for all (executemany): a 100 000-lead import must not hold
+                # SQLite's write lock for one round trip per customer.
+                await conn.execute(
+                    update(customers)
+                    .where(customers.c.id == bindparam("b_id"))
+                    .values(tier=bindparam("b_tier"), tier_source=SOURCE_VALUE),
+                    changed,
+                )
         tiers = (
             await conn.execute(
                 select(customers.c.tier)

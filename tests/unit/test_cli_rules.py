@@ -150,7 +150,12 @@ def test_events_import_schedules_revisits_n_days_after_each_event_once(tmp_path:
         "+1 415 555 0101,birthday,2026-11-21,Dee\n"
     )
     code, out, err = run(capsys, config, "events", "import", str(tmp_path / "events.csv"))
-    assert code == 1 and "unknown event 'birthday'" in err
+    # All or nothing: one bad row and nothing is imported.
+    assert code == 2 and f"{tmp_path / 'events.csv'}:5: event: unknown event 'birthday'" in err
+    assert out == "" and not (tmp_path / "dialer.db").exists()
+    (tmp_path / "events.csv").write_text((tmp_path / "events.csv").read_text().replace("birthday", "new_customer"))
+    code, out, err = run(capsys, config, "events", "import", str(tmp_path / "events.csv"))
+    assert code == 0, err
     assert out.strip() == "revisits: 2 revisit(s) scheduled, 0 already imported, 0 lead(s) in a call now"
     rows = asyncio.run(lead_rows(tmp_path / "dialer.db"))
     assert [(r["phone"], r["state"], r["next_attempt_at"]) for r in rows] == [

@@ -45,7 +45,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
 async def test_the_agent_sees_who_is_calling_while_the_phone_rings(daemon: Daemon) -> None:
     transport = httpx.ASGITransport(app=build_app(daemon))
     async with httpx.AsyncClient(transport=transport, base_url="http://dialer") as client:
-        lead = {"phone": "+15559876", "name": "Grace", "tier": "key", "value": "9000"}
+        lead = {"phone": "+12025550176", "name": "Grace", "tier": "key", "value": "9000"}
         assert (await client.post("/campaigns/accounts/leads", headers=AUTH, json=lead)).status_code == 201
         assert daemon.store is not None
         runner = daemon.runners["accounts"]
