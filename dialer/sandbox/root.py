@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from dialer.apt import AptError, install_packages
 from dialer.sandbox.errors import SandboxStartError, SandboxUnavailable
 
 Progress = Callable[[str], None]
@@ -25,7 +26,6 @@ PACKAGES = ("asterisk", "asterisk-modules", "asterisk-core-sounds-en-gsm")
 HOST_PACKAGES = {"mmdebstrap": "mmdebstrap", "sipp": "sip-tester"}  # command -> Debian package
 INSTANCES_DIR = "srv/dialer-sandbox"
 
-APT_TIMEOUT_S = 600
 BUILD_TIMEOUT_S = 900
 
 
@@ -59,19 +59,11 @@ def ensure_host_tools(progress: Progress = _quiet) -> None:
             f"`apt-get install -y --no-install-recommends {' '.join(missing)}`"
         )
     progress(f"installing {' '.join(missing)} with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (
-        ["apt-get", "update"],
-        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-    ):
-        try:
-            done = subprocess.run(
-                argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=APT_TIMEOUT_S
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SandboxUnavailable(f"`{' '.join(argv)}` took over {APT_TIMEOUT_S} s: is a package mirror reachable?") from exc
-        if done.returncode != 0:
-            raise SandboxUnavailable(f"`{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    try:
+        # Waits for another apt (unattended upgrades on a new machine) for a while.
+        install_packages(missing, progress=progress)
+    except AptError as exc:
+        raise SandboxUnavailable(f"cannot install {' '.join(missing)}: {exc}") from None
 
 
 def root_is_complete(root: Path) -> bool:
