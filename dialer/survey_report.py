@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dialer.core.amd import abandon_figures
+from dialer.spreadsheet_cells import spreadsheet_cell
 
 NO_TIER = "-"
 SURVEY_STATUSES = ("completed", "transferred", "opted_out", "partial")
@@ -110,13 +111,17 @@ def render_amd_text(section: Mapping[str, Any]) -> str:
 def write_answers_csv(out: IO[str], results: Sequence[Mapping[str, Any]], answers: Sequence[Mapping[str, Any]]) -> int:
     """One row per answer (unanswered questions included), then a row for each survey without any; returns rows."""
     status_of = {r["attempt_id"]: r["status"] for r in results}
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
+    csv_writer = csv.writer(out)
+
+    def writerow(cells: Sequence[Any]) -> None:
+        csv_writer.writerow([spreadsheet_cell(c) for c in cells])
+
+    writerow(CSV_COLUMNS)
     rows = 0
     seen = set()
     for a in answers:
         seen.add(a["attempt_id"])
-        writer.writerow(
+        writerow(
             [
                 a["attempt_id"], a["phone"], a["tier"] or "", status_of.get(a["attempt_id"], ""), a["seq"],
                 a["question"], a["value"] or "", a["status"], a["tries"], a["digits"], _iso(a["answered_at"]),
@@ -125,7 +130,7 @@ def write_answers_csv(out: IO[str], results: Sequence[Mapping[str, Any]], answer
         rows += 1
     for r in results:
         if r["attempt_id"] not in seen:
-            writer.writerow([r["attempt_id"], r["phone"], r["tier"] or "", r["status"], "", "", "", "", "", "", ""])
+            writerow([r["attempt_id"], r["phone"], r["tier"] or "", r["status"], "", "", "", "", "", "", ""])
             rows += 1
     return rows
 

@@ -46,8 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def write_config(workdir: Path, campaign_dir: Path, queues: list[str], state) -> Path:
     """A daemon config for the sandbox, written as an ops team would write one."""
     secret_file = workdir / "ami-secret"
-    secret_file.write_text(state.ami.secret + "\n")
+    # Private before the secret is in it, not after.
+    secret_file.unlink(missing_ok=True)
+    secret_file.touch(mode=0o600)
     secret_file.chmod(0o600)
+    secret_file.write_text(state.ami.secret + "\n")
     config = {
         "ami": [
             {

@@ -231,7 +231,7 @@ def _issue_from_error(document: YamlDocument, error: Mapping[str, Any]) -> Confi
 
 def _may_echo(loc: Sequence[Any], value: Any) -> bool:
     # A secret, or a database URL with its password, must not end up in a terminal or a log.
-    if any(word in str(part) for part in loc for word in ("secret", "url", "password")):
+    if any(word in str(part) for part in loc for word in ("secret", "token", "url", "password")):
         return False
     return isinstance(value, (str, int, float)) and len(repr(value)) <= 60
 

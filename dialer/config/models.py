@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -96,8 +96,16 @@ class AgentConfig(_Strict):
     penalty: int = Field(0, ge=0)
 
 
+class WeakApiToken(LookupError):
+    """The API token is too weak (short, or with spaces) to guard the API; a LookupError so that every
+    caller handling an unreadable token (start-up, each request, the CLI) handles it."""
+
+
 class HttpConfig(_Strict):
     """The control API, /metrics and the health checks (one HTTP server in the daemon)."""
+
+    MIN_TOKEN_LENGTH: ClassVar[int] = 16
+    """Characters an API token needs at least (guessing 16 random ones is out of reach)."""
 
     bind: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535, description="0 picks a free port (tests)")
@@ -115,16 +123,39 @@ class HttpConfig(_Strict):
             raise ValueError("give exactly one of token, token_file, token_env")
         return self
 
+    @field_validator("token")
+    @classmethod
+    def _strong_inline_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None:
+            try:
+                cls._check_strength(token.get_secret_value(), "token")
+            except WeakApiToken as exc:
+                raise ValueError(str(exc)) from None
+        return token
+
+    @classmethod
+    def _check_strength(cls, value: str, source: str) -> str:
+        # The value itself is never echoed: messages go to logs and terminals.
+        if len(value) < cls.MIN_TOKEN_LENGTH or any(c.isspace() or not c.isprintable() for c in value):
+            raise WeakApiToken(
+                f"{source} holds {len(value)} character(s); an API token needs at least {cls.MIN_TOKEN_LENGTH}, "
+                "without spaces or control characters (e.g. `openssl rand -hex 24`)"
+            )
+        return value
+
     def resolve_token(self) -> str:
-        """The token's value; read on each request so a rotated file is picked up."""
+        """The token's value; read on each request so a rotated file is picked up.
+
+        Raises OSError or LookupError (WeakApiToken for a weak one) when it cannot be used.
+        """
         if self.token is not None:
             return self.token.get_secret_value()
         if self.token_file is not None:
-            return self.token_file.read_text().strip()
+            return self._check_strength(self.token_file.read_text().strip(), f"token_file {self.token_file}")
         value = os.environ.get(self.token_env or "")
         if not value:
             raise LookupError(f"environment variable {self.token_env} is not set")
-        return value
+        return self._check_strength(value, f"environment variable {self.token_env}")
 
 
 class DialerConfig(_Strict):

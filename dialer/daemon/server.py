@@ -184,21 +184,30 @@ class Daemon:
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
         await self._start_ivr()
-        # The first login is checked here so a wrong secret or host fails the
-        # start loudly; later reconnects are the supervisor's business.
+        # An Asterisk that is down (or restarting) at our start is a fault like
+        # a later drop: come up, say "not ready" on /readyz and let the
+        # supervisor retry with backoff; runners dial only while logged in.
+        # A login Asterisk *refuses* is a wrong user or secret, which no retry
+        # mends: that one still fails the start, loudly.
+        reachable = True
         try:
             await self.ami.connect_once()
         except AmiLoginFailed as exc:
-            raise StartupError(str(exc)) from exc
+            raise StartupError(f"{exc} (check the AMI username and secret)") from exc
+        except (OSError, LookupError) as exc:  # secret_file unreadable, secret_env unset
+            raise StartupError(f"the AMI secret cannot be read: {exc}") from exc
         except AmiError as exc:
-            raise StartupError(f"{exc} (is Asterisk running?)") from exc
+            reachable = False
+            log.warning("daemon.ami_unreachable_at_start", error=str(exc), note="starting anyway; retrying")
         await self.ami.close()
         self._tasks.append(asyncio.create_task(self.ami.run(self._stop_ami), name="ami"))
         self._tasks.append(asyncio.create_task(self._consume_events(), name="events"))
-        try:
-            await asyncio.wait_for(self.ami.connected.wait(), self.login_timeout)
-        except asyncio.TimeoutError as exc:
-            raise StartupError(f"no AMI login within {self.login_timeout} s: {self.ami.last_error}") from exc
+        if reachable:
+            # So READY=1 and the first STATUS= say "AMI up" in the usual case.
+            try:
+                await asyncio.wait_for(self.ami.connected.wait(), self.login_timeout)
+            except asyncio.TimeoutError:
+                log.warning("daemon.ami_login_slow", seconds=self.login_timeout, error=self.ami.last_error)
         await self._start_ops()
         log.info("daemon.started", campaigns=list(self.runners), agents=len(self.config.agents))
         self.notifier.ready(status_line(await self.status()))

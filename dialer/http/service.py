@@ -77,12 +77,18 @@ class HttpService:
 
 
 async def start_http(daemon: Daemon) -> HttpService:
-    """Serve the daemon's app on its configured address; a bind failure is a StartupError."""
+    """Serve the daemon's app on its configured address; a bind failure or an unusable token is a StartupError."""
     from dialer.daemon.server import StartupError
     from dialer.http.app import build_app
 
     http = daemon.config.http
     assert http is not None
+    # Never an open port that answers every request 401 (or worse): a token
+    # that is unset, unreadable or weak stops the start, before anything binds.
+    try:
+        http.resolve_token()
+    except (OSError, LookupError) as exc:
+        raise StartupError(f"the control API's token cannot be used: {exc}") from exc
     service = HttpService(build_app(daemon), http.bind, http.port)
     try:
         await service.start()

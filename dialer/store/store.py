@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from dialer.store import migrate
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
+from dialer.store.private_file import create_private
 
 
 class StoreError(Exception):
@@ -188,6 +189,11 @@ class Store:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if not parsed.query.get("uri"):
+                try:
+                    create_private(Path(parsed.database))
+                except OSError as exc:
+                    raise StoreError(f"cannot create database file {parsed.database}: {exc.strerror or exc}") from exc
         try:
             engine = create_async_engine(url)
         except (SQLAlchemyError, ImportError) as exc:

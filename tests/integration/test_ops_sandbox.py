@@ -30,7 +30,7 @@ from tests.integration.campaign_lab import Lab, make_lab, write_leads
 
 pytestmark = pytest.mark.sandbox
 
-TOKEN = "ops-test-token"
+TOKEN = "ops-test-token-0123456789"
 
 
 def free_port() -> int:

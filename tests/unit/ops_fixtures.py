@@ -19,7 +19,7 @@ from dialer.daemon.campaign_watcher import CampaignWatcher
 from dialer.daemon.server import Daemon
 from dialer.store.store import Store
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 
 
 @dataclass
