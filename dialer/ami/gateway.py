@@ -36,7 +36,7 @@ from dialer.ami.errors import (
     AmiTimeout,
     AmiUnsafeValue,
 )
-from dialer.ami.values import problem_in_header_value, problems_in_fields, variable_problem
+from dialer.ami.values import interface_problem, problem_in_header_value, problems_in_fields, variable_problem
 from dialer.config.models import AmiServer
 
 log = structlog.get_logger("dialer.ami")
@@ -253,6 +253,8 @@ class AmiGateway:
     ) -> None:
         """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
         problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
+        # The channel carries the lead's number: `&` or `,` in it would dial more, or otherwise.
+        problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
         if problems:
             # Originate splits `Variable` on commas: one bad value would set other variables.
             raise AmiUnsafeValue("Originate", problems)

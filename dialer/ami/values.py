@@ -119,6 +119,12 @@ def problems_in_fields(fields: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def interface_problem(channel: str) -> str | None:
+    """Why `channel` is no single channel Asterisk can dial (as a number or name
+    put into a trunk template may make it), or None."""
+    return None if _INTERFACE.fullmatch(channel) else f"{channel[:60]!r} is not one channel (technology/resource)"
+
+
 def variable_problem(name: str, value: str) -> str | None:
     """Why `name=value` cannot be an Originate `Variable` item, or None if it can."""
     if not _VARIABLE_NAME.fullmatch(name):

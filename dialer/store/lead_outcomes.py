@@ -152,10 +152,12 @@ async def open_attempts(store: Store) -> list[OpenAttempt]:
 
 
 async def not_sent(store: Store, attempt_id: str, *, now: datetime) -> None:
-    """Asterisk answered the Originate with an error: nothing was queued, nobody was called.
+    """Asterisk refused the Originate because it is shutting down: nobody was called.
 
     The attempt keeps its row, ended with outcome `not_sent`; the lead is due
-    again at once and this attempt does not count against its retries.
+    again at once and this attempt does not count against its retries (the
+    trunk's backoff, `dialer.core.trunks`, keeps it from looping meanwhile).
+    Any other refusal is an attempt with outcome `refused` (`finish_with_rules`).
     """
     async with store._write() as conn:
         await conn.execute(

@@ -140,6 +140,19 @@ async def test_originate_refuses_a_variable_value_that_would_split(wire: WireAmi
     assert await settle(wire, gateway) == ["Ping"]
 
 
+@pytest.mark.parametrize("number", ["5551234&PJSIP/5559999", "5551234,tT", "555 1234"])
+async def test_originate_refuses_a_channel_that_is_not_one_channel(
+    wire: WireAmi, gateway: AmiGateway, number: str
+) -> None:
+    with pytest.raises(AmiError) as refused:
+        await gateway.originate(
+            attempt_id="a1", channel=f"PJSIP/{number}@carrier", context="dialer-outbound", exten="answered",
+            timeout_ms=25000, caller_id="+15550100", variables={},
+        )
+    assert "refused before sending" in str(refused.value)
+    assert await settle(wire, gateway) == ["Ping"]
+
+
 async def test_a_clean_originate_goes_out_whole(wire: WireAmi, gateway: AmiGateway) -> None:
     await gateway.originate(
         attempt_id="a1", channel="PJSIP/5551234@carrier", context="dialer-outbound", exten="answered",

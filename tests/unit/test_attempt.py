@@ -199,7 +199,7 @@ def test_hangup_alone_settles_after_the_settle_time_as_failed() -> None:
     assert attempt.ended_at == T0 + 2
 
 
-@pytest.mark.parametrize(("reason", "outcome"), [(5, "busy"), (8, "congestion"), (3, "no_answer"), (0, "failed")])
+@pytest.mark.parametrize(("reason", "outcome"), [(5, "busy"), (8, "congestion"), (3, "no_answer"), (0, "refused")])
 def test_failed_originate_without_any_channel_settles_after_the_settle_time(reason: int, outcome: str) -> None:
     attempt = new_attempt()
     attempt.apply(r.OriginateResult(attempt_id=attempt.id, at=T0 + 1, success=False, reason=reason))
