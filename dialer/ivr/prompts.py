@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dialer.apt import AptError, install_packages
 from dialer.ivr.flow import Flow, SoundPrompt, TextPrompt
 
 # command -> Debian package
@@ -57,11 +58,11 @@ def ensure_tts_tools() -> None:
         raise PromptError(
             f"text prompts need {' and '.join(missing)}: `apt-get install --no-install-recommends {' '.join(missing)}`"
         )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
-        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise PromptError(f"`{' '.join(argv)}` failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    # The same lock-aware installer as the sandbox's: another apt at work makes us wait, not fail.
+    try:
+        install_packages(missing)
+    except AptError as exc:
+        raise PromptError(str(exc)) from exc
 
 
 def render_text(text: str, voice: str, directory: Path) -> Path:
