@@ -164,7 +164,10 @@ class AmiGateway:
         while not stopping.is_set():
             try:
                 await self.connect_once()
-            except AmiError as exc:
+            except (AmiError, OSError, LookupError) as exc:
+                # OSError/LookupError: the secret file or variable is unreadable right now
+                # (a rotation in progress). Start-up refuses that loudly; later, the
+                # supervisor must not die of it, or the daemon stays deaf for good.
                 self.last_error = str(exc)
                 delay = next(delays)
                 log.warning("ami.connect_failed", error=str(exc), retry_in=round(delay, 2))

@@ -403,3 +403,23 @@ def test_backoff_is_random_between_runs() -> None:
     first = list(islice(backoff_delays(rng=random.Random(1)), 5))
     second = list(islice(backoff_delays(rng=random.Random(2)), 5))
     assert first != second
+
+
+async def test_an_unreadable_secret_at_a_reconnect_is_retried_not_fatal(ami: FakeAmi, tmp_path) -> None:
+    # A secret file being rotated (gone for a moment) must not kill the supervisor:
+    # a dead supervisor leaves a daemon that is alive but never reconnects.
+    secret_file = tmp_path / "ami-secret"
+    server = AmiServer(username="dialer", secret_file=secret_file, host="127.0.0.1", port=ami.port)
+    gateway = AmiGateway(server)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stopping))
+    try:
+        await until(lambda: gateway.last_error is not None)
+        assert not task.done()
+        assert "ami-secret" in gateway.last_error
+        secret_file.write_text(SECRET + "\n")
+        await asyncio.wait_for(gateway.connected.wait(), 5)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 3)
+        await gateway.close()
