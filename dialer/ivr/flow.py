@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from dialer.ami.values import check_sound
+
 NAME = r"^[A-Za-z0-9_-]+$"
 _BOOL_WORDS = {True: "yes", False: "no"}
 
@@ -40,6 +42,9 @@ class SoundPrompt(_Strict):
     @field_validator("sound")
     @classmethod
     def _no_extension(cls, sound: str) -> str:
+        # The name goes into an AGI command line: the same rule as a sound sent over AMI
+        # (no control characters, no '..'), so a flow file cannot add AGI commands.
+        check_sound(sound)
         if sound.rsplit("/", 1)[-1].count("."):
             raise ValueError("give the sound without its extension; Asterisk picks the format")
         return sound

@@ -155,3 +155,12 @@ def test_a_digits_answer_of_one_key_clashes_with_the_opt_out_key_too(tmp_path: P
     text = GOOD.replace("answer: {type: rating, min: 1, max: 5}", "answer: {type: digits, min_length: 1}")
     assert problems(tmp_path, text) == ["7: opt_out.key: opt-out key '9' is also an answer to question 'ask'"]
     assert load_flow(write(tmp_path, text.replace("min_length: 1", "min_length: 2"), "ok.yaml")).name == "mini"
+
+
+@pytest.mark.parametrize("sound", ['"custom/sorry\\0x"', '"custom/sorry\\x1b"', "../../etc/passwd"])
+def test_a_sound_name_that_could_add_agi_commands_is_refused(tmp_path: Path, sound: str) -> None:
+    # The name is sent inside an AGI command line (STREAM FILE): a NUL or an escape
+    # there is not a sound name; '..' walks out of the sounds directory.
+    text = GOOD.replace("{sound: custom/sorry}", "{sound: " + sound + "}")
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith("5: prompts.sorry")
