@@ -82,6 +82,7 @@ class _DaemonCollector(Collector):
         yield from self._campaigns()
         yield from self._agents()
         yield from self._ami()
+        yield from self._trunks()
 
     def _calls(self) -> Iterator[Any]:
         placed = CounterMetricFamily("dialer_calls_placed", "Calls placed (attempts)", labels=["campaign", "tier"])
@@ -160,3 +161,17 @@ class _DaemonCollector(Collector):
         reconnects = CounterMetricFamily("dialer_ami_reconnects", "AMI connections lost and made again")
         reconnects.add_metric([], ami.reconnects if ami is not None else 0)
         yield from (connected, reconnects)
+
+    def _trunks(self) -> Iterator[Any]:
+        backed_off = GaugeMetricFamily(
+            "dialer_trunk_backed_off", "1 while Originates to the trunk are held after repeated refusals", labels=["trunk"]
+        )
+        refusals = CounterMetricFamily(
+            "dialer_trunk_refusals", "Originates Asterisk refused on the trunk (since the daemon started)", labels=["trunk"]
+        )
+        cps = GaugeMetricFamily("dialer_trunk_calls_per_second", "The trunk's calls-per-second limit", labels=["trunk"])
+        for trunk in self.daemon.trunks.views(self.daemon.clock()):
+            backed_off.add_metric([trunk.name], 1 if trunk.backed_off else 0)
+            refusals.add_metric([trunk.name], trunk.refusals)
+            cps.add_metric([trunk.name], trunk.calls_per_second)
+        yield from (backed_off, refusals, cps)

@@ -1,7 +1,8 @@
 """`dialer status [--json]`: the running daemon's state, from its control API.
 
-Exit status: 0 healthy, 1 the daemon answers but is not healthy (AMI down, or
-campaign files it could not take), 2 no daemon answers.
+Exit status: 0 healthy, 1 the daemon answers but is not healthy (AMI down,
+campaign files it could not take, or a trunk backed off after repeated
+refusals), 2 no daemon answers.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def render(status: dict[str, Any]) -> str:
             )
     else:
         lines.append("  no campaigns")
+    for trunk in status.get("trunks", []):
+        state = (
+            f"BACKED OFF after {trunk['consecutive_refusals']} refusal(s) in a row, "
+            f"next try in {trunk['backoff_seconds_left']:.0f} s: {trunk['last_error']}"
+            if trunk["backed_off"]
+            else f"ok, {trunk['refusals']} refusal(s)"
+        )
+        lines.append(f"  trunk {trunk['name']:<14} {trunk['calls_per_second']:g} calls/s, {state}")
     if status["config_issues"]:
         lines.append("problems in campaign files (the last good version keeps running):")
         lines.extend(f"  {issue}" for issue in status["config_issues"])
@@ -51,4 +60,9 @@ def run(args: argparse.Namespace) -> int:
     except (CommandError, ApiUnavailable, ApiRefused) as exc:
         return fail(str(exc))
     print(json.dumps(status, indent=2) if args.json else render(status))
-    return 0 if status["ami_connected"] and not status["config_issues"] else 1
+    return 0 if _healthy(status) else 1
+
+
+def _healthy(status: dict[str, Any]) -> bool:
+    backed_off = any(t["backed_off"] for t in status.get("trunks", []))
+    return bool(status["ami_connected"]) and not status["config_issues"] and not backed_off

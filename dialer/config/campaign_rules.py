@@ -128,7 +128,9 @@ class RetryConfig(_Strict):
         return RetryRule(delay=timedelta(minutes=self.delay_minutes), max_attempts=self.max_attempts)
 
 
-RetryOutcome = Literal["busy", "no_answer", "congestion", "machine", "abandoned", "failed", "interrupted"]
+RetryOutcome = Literal[
+    "busy", "no_answer", "congestion", "machine", "abandoned", "failed", "interrupted", "refused"
+]
 
 DEFAULT_RETRIES: dict[str, RetryConfig] = {
     "busy": RetryConfig(delay_minutes=10, max_attempts=3),
@@ -137,7 +139,12 @@ DEFAULT_RETRIES: dict[str, RetryConfig] = {
     "machine": RetryConfig(delay_minutes=120, max_attempts=2),
     "abandoned": RetryConfig(delay_minutes=60, max_attempts=3),
     "interrupted": RetryConfig(delay_minutes=30, max_attempts=3),
+    "refused": RetryConfig(delay_minutes=15, max_attempts=5),
 }
+
+REFUSED_RETRY = DEFAULT_RETRIES["refused"]
+"""Asterisk refused the Originate: nobody was called, so the lead is never closed by
+it at once; a campaign whose `retries` leave `refused` out still gets this rule."""
 
 
 class DispositionAction(str, Enum):
@@ -177,4 +184,4 @@ def check_disposition_codes(codes: dict[str, DispositionAction]) -> dict[str, Di
 
 
 def retry_rules(retries: Mapping[str, RetryConfig]) -> dict[str, RetryRule]:
-    return {outcome: config.rule() for outcome, config in retries.items()}
+    return {"refused": REFUSED_RETRY.rule(), **{outcome: config.rule() for outcome, config in retries.items()}}

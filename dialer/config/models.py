@@ -158,6 +158,19 @@ class HttpConfig(_Strict):
         return self._check_strength(value, f"environment variable {self.token_env}")
 
 
+class TrunkConfig(_Strict):
+    """One carrier trunk's limits, shared by every campaign dialing through it."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.@:+#*/{}-]{1,128}$",
+        description="the endpoint after '@' in a campaign's trunk (PJSIP/{number}@carrier: carrier), "
+        "or the whole template when it has no '@'",
+    )
+    calls_per_second: float = Field(
+        gt=0, le=1000, description="Originates a second at most, on average (the carrier's CPS limit)"
+    )
+
+
 class DialerConfig(_Strict):
     ami: list[AmiServer] = Field(min_length=1, max_length=1)
     database: DatabaseConfig = DatabaseConfig()
@@ -178,6 +191,21 @@ class DialerConfig(_Strict):
     """IVR flows and rendered prompts (issue 6)."""
     tiers: list[TierConfig] = Field(default_factory=lambda: list(DEFAULT_TIERS))
     """The customer tier ladder, top first by rank, with each tier's contact policy (docs/tiers.md)."""
+    trunks: list[TrunkConfig] = []
+    """Calls per second per trunk; a trunk not listed gets dialer.core.trunks.DEFAULT_CALLS_PER_SECOND."""
+
+    @field_validator("trunks")
+    @classmethod
+    def _unique_trunks(cls, trunks: list[TrunkConfig]) -> list[TrunkConfig]:
+        seen: set[str] = set()
+        for trunk in trunks:
+            if trunk.name in seen:
+                raise ValueError(f"trunk {trunk.name!r} appears twice")
+            seen.add(trunk.name)
+        return trunks
+
+    def trunk_rates(self) -> dict[str, float]:
+        return {t.name: t.calls_per_second for t in self.trunks}
 
     @field_validator("tiers")
     @classmethod

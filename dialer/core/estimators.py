@@ -30,6 +30,12 @@ _WRAP_QUANTILES = 9
 
 
 class AttemptOutcome(str, Enum):
+    """The outcomes that say something about customers, so the pacing learns from them.
+
+    Left out on purpose: `interrupted` and `not_sent` (a fault's), `refused`
+    (Asterisk or the trunk refused the Originate: nobody was called).
+    """
+
     answered = "answered"
     busy = "busy"
     no_answer = "no_answer"

@@ -20,11 +20,12 @@ from dialer.ami.gateway import AmiGateway
 from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
-from dialer.core.attempt import Attempt, State, record_key
+from dialer.core.attempt import REFUSED, Attempt, State, record_key
 from dialer.core.abandon import AbandonWindow
 from dialer.core.amd import FalsePositiveCounter
 from dialer.core.estimators import AttemptOutcome, CampaignStats
 from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+from dialer.core.trunks import TrunkGate, Trunks, trunk_key
 from dialer.config.campaign_rules import retry_rules
 from dialer.daemon.lead_screen import screen_leases
 from dialer.daemon.tier_dialing import TierDialing
@@ -65,8 +66,11 @@ class CampaignRunner:
         board: AgentBoard,
         agent_ids: dict[str, str],
         clock: Callable[[], float] = time.time,
+        trunks: Trunks | None = None,
     ) -> None:
         self._clock = clock
+        self.trunks = trunks or Trunks()
+        """Calls per second and failure backoff per trunk; the daemon's is shared by all campaigns."""
         self.campaign = campaign
         self.number_region: str | None = None
         """The config's default_region: how a lead number without + is read at dial time."""
@@ -178,6 +182,22 @@ class CampaignRunner:
         # Reserved tiers (key accounts) first, one call per agent free for them; then
         # the other tiers as the pacing says (dialer.daemon.tier_dialing).
         lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
+        # The trunk's calls per second and failure backoff, shared with every campaign
+        # on it, bound this tick like free lines do: nothing is leased that could not
+        # be dialed now, and what is not dialed goes back to the trunk.
+        gate = self.trunk()
+        granted = gate.grant(self.campaign.name, lines_left, now)
+        sent = 0
+        try:
+            sent = await self._place(min(lines_left, granted), now)
+        finally:
+            gate.give_back(self.campaign.name, granted - sent)
+
+    def trunk(self) -> TrunkGate:
+        return self.trunks.gate(trunk_key(self.campaign.trunk))
+
+    async def _place(self, lines_left: int, now: float) -> int:
+        """Lease and dial up to `lines_left` calls as the pacing says; returns how many were sent."""
         room = await self.tiers.plan(self.campaign, self.campaign_id, self.attempts, lines_left, now)
         reserved = await self.store.lease_due_leads(
             self.campaign_id, room.to_lease, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
@@ -193,7 +213,7 @@ class CampaignRunner:
         )
         if room.to_lease <= 0 and wanted <= 0:
             self.tiers.leased_reserved(0, room)
-            return
+            return 0
         screened = await screen_leases(
             self.campaign, self.store, reserved + others, now, self.board, region=self.number_region
         )
@@ -213,9 +233,11 @@ class CampaignRunner:
             task = asyncio.create_task(self._originate(attempt))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
+        return len(leases)
 
     async def _originate(self, attempt: Attempt) -> None:
         campaign = self.campaign
+        gate = self.trunk()
         try:
             await self.ami.originate(
                 attempt_id=attempt.id,
@@ -238,10 +260,31 @@ class CampaignRunner:
             )
             self._log.info("call.dialing", attempt=attempt.id, number=attempt.phone)
         except AmiActionFailed as exc:
-            # An Error reply: Asterisk queued nothing, so the lead may be dialed again.
-            self._log.warning("call.not_sent", attempt=attempt.id, number=attempt.phone, error=str(exc))
+            # An Error reply: Asterisk queued nothing and nobody was called. Redialing at
+            # once would loop hot on one lead (issue 11), so it is an attempt, `refused`,
+            # due again after the campaign's `refused` delay, and the trunk backs off.
+            now = self._clock()
             self.attempts.pop(attempt.id, None)
-            await not_sent(self.store, attempt.id, now=_dt(self._clock()))
+            gate.refused(now, exc.message)
+            await self.tiers.after_attempt(campaign, attempt, REFUSED, now)
+            if "shutting down" in exc.message.lower():
+                # Neither the number nor the trunk: the PBX is going away, and the
+                # backoff holds the campaign until it is back.
+                self._log.warning("call.not_sent", attempt=attempt.id, number=attempt.phone, error=str(exc))
+                await not_sent(self.store, attempt.id, now=_dt(now))
+                return
+            self._log.warning(
+                "call.refused", attempt=attempt.id, number=attempt.phone, trunk=gate.name, error=str(exc)
+            )
+            await finish_with_rules(
+                self.store,
+                attempt.id,
+                outcome=REFUSED,
+                now=_dt(now),
+                rules=retry_rules(campaign.retries),
+                ended_at=_dt(now),
+                hangup_cause_text=exc.message[:200],
+            )
         except AmiError as exc:
             # The Originate may or may not have reached Asterisk (a timeout
             # says nothing): never send it again, let events or the settle
@@ -265,6 +308,7 @@ class CampaignRunner:
         if attempt is None:
             return
         changes = attempt.apply(record)
+        self._trunk_verdict(attempt, record)
         if isinstance(record, r.AgentRinging):
             agent_id = self._agent_ids.get(record.interface.lower(), record.interface)
             self.tiers.on_agent_ringing(self.ami, self.campaign, record, agent_id)
@@ -278,6 +322,13 @@ class CampaignRunner:
         if isinstance(record, r.ChannelHangup):
             self.board.ring_ended(attempt.id)
             await self._settle(record.at)
+
+    def _trunk_verdict(self, attempt: Attempt, record: r.CallRecord) -> None:
+        """A channel made means the trunk took the call; a Failure before any channel, that it refused."""
+        if isinstance(record, r.ChannelCreated):
+            self.trunk().accepted()
+        elif isinstance(record, r.OriginateResult) and not record.success and attempt.channel is None:
+            self.trunk().refused(record.at, f"Originate failed before a channel existed (reason {record.reason})")
 
     async def _settle(self, now: float) -> None:
         for attempt in [a for a in self.attempts.values() if a.settled(now)]:

@@ -23,6 +23,7 @@ from dialer.config.models import Campaign, DialerConfig
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import record_key
+from dialer.core.trunks import Trunks
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.reconcile import Reconciler
 from dialer.dispositions import on_disposition_event
@@ -120,6 +121,8 @@ class Daemon:
         self.store: Store | None = None
         self.ami: AmiGateway | None = None
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
+        self.trunks = Trunks(config.trunk_rates(), config.tick_interval)
+        """One calls-per-second limit and failure backoff per trunk, shared by every campaign on it."""
         self.runners: dict[str, CampaignRunner] = {}
         self.reconciler: Reconciler | None = None
         self.ivr: IvrService | None = None
@@ -178,7 +181,9 @@ class Daemon:
             if not campaign.enabled:
                 continue
             campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
-            runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
+            runner = CampaignRunner(
+                campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock, trunks=self.trunks
+            )
             runner.tiers.set_ladder(self.config.tiers)
             runner.number_region = self.config.default_region
             await runner.restore_memory(now)
@@ -304,7 +309,9 @@ class Daemon:
             return runner
         campaign_id = await self.store.sync_campaign(campaign.name, campaign.type.value)
         agent_ids = {a.interface: a.id for a in self.config.agents}
-        runner = CampaignRunner(campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock)
+        runner = CampaignRunner(
+            campaign, campaign_id, self.store, self.ami, self.board, agent_ids, clock=self.clock, trunks=self.trunks
+        )
         runner.tiers.set_ladder(self.config.tiers)
         runner.number_region = self.config.default_region
         await runner.restore_memory(self.clock())
@@ -351,6 +358,7 @@ class Daemon:
         self._reload_requested = False
         if self.config_path is not None:
             await reload_config(self, self.config_path)
+            self.trunks.configure(self.config.trunk_rates(), self.config.tick_interval, self.clock())
         if self.watcher is not None:
             await self.watcher.reload()
 

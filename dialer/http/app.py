@@ -226,6 +226,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
             agents_busy=current.agents_busy,
             campaigns=[await campaign_out(n) for n in daemon.controls.known()],
             config_issues=daemon.watcher.issue_lines() if daemon.watcher else [],
+            trunks=[s.TrunkOut(**vars(t)) for t in daemon.trunks.views(daemon.clock())],
         )
 
     @api.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])

@@ -87,6 +87,19 @@ class CampaignStateOut(BaseModel):
     state: str
 
 
+class TrunkOut(BaseModel):
+    name: str
+    calls_per_second: float
+    backed_off: bool
+    """After repeated refusals no Originate goes to this trunk until one is accepted again."""
+    backoff_seconds_left: float
+    """Until the next probe call; 0 when not backed off, or when a probe may go."""
+    consecutive_refusals: int
+    refusals: int
+    """Originates Asterisk refused on this trunk since the daemon started."""
+    last_error: str | None
+
+
 class StatusOut(BaseModel):
     ami_connected: bool
     draining: bool
@@ -96,6 +109,8 @@ class StatusOut(BaseModel):
     campaigns: list[CampaignOut]
     config_issues: list[str]
     """`file:line: field: message` of every campaign file the daemon could not take."""
+    trunks: list[TrunkOut] = []
+    """Each trunk in use or configured: its calls-per-second limit and failure backoff."""
 
 
 class AgentOut(BaseModel):

@@ -134,7 +134,7 @@ async def contact_history(
                     leads.c.customer_id.in_(list(customer_ids)),
                     call_attempts.c.id.not_in(list(exclude_attempts)),
                     # An Originate Asterisk refused reached nobody.
-                    (call_attempts.c.outcome.is_(None)) | (call_attempts.c.outcome != "not_sent"),
+                    (call_attempts.c.outcome.is_(None)) | (call_attempts.c.outcome.not_in(("not_sent", "refused"))),
                 )
             )
         ).all()
