@@ -42,11 +42,6 @@ IVR_OUTCOMES: dict[str, str] = {"completed": "completed", "partial": "partial", 
 # rule and never taught to the pacing.
 REFUSED = "refused"
 
-# Asterisk refused the Originate (an Error reply, or a Failure before any channel
-# existed): an attempt that reached nobody, retried by the campaign's `refused`
-# rule and never taught to the pacing.
-REFUSED = "refused"
-
 # How long to wait for the missing half (Hangup or OriginateResponse) before deciding anyway.
 SETTLE_SECONDS = 2.0
 
@@ -198,16 +193,6 @@ class Attempt:
             return "answered"
         if self.ivr_status in IVR_OUTCOMES:
             return IVR_OUTCOMES[self.ivr_status]
-        if (
-            self.originate_success is False
-            and self.channel is None
-            and self.hangup_at is None
-            and self.originate_reason not in REASON_OUTCOMES
-        ):
-            # Asterisk could not even make the channel (no such endpoint, say) and
-            # names no far-end answer: nobody was called, the trunk or the PBX
-            # refused (dialer.core.trunks).
-            return REFUSED
         if (
             self.originate_success is False
             and self.channel is None
