@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from dialer.ami.errors import AmiActionFailed, AmiError, AmiTimeout
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiTimeout, AmiUnsafeValue
 from dialer.ami.gateway import AmiGateway
 from dialer.config.models import Campaign
 from dialer.core import records as r
@@ -265,7 +265,10 @@ class CampaignRunner:
             # due again after the campaign's `refused` delay, and the trunk backs off.
             now = self._clock()
             self.attempts.pop(attempt.id, None)
-            gate.refused(now, exc.message)
+            if not isinstance(exc, AmiUnsafeValue):
+                # One the gateway would not even write (a bad value in this call)
+                # says nothing about the trunk.
+                gate.refused(now, exc.message)
             await self.tiers.after_attempt(campaign, attempt, REFUSED, now)
             if "shutting down" in exc.message.lower():
                 # Neither the number nor the trunk: the PBX is going away, and the

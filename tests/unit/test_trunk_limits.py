@@ -321,6 +321,46 @@ async def test_a_failure_before_any_channel_is_a_refusal_too(tmp_path: Path, ope
     assert daemon.trunks.gate("carrier").view(clock.now).backed_off
 
 
+async def test_a_pbx_shutting_down_takes_no_attempt_from_the_leads_and_is_not_looped_on(
+    tmp_path: Path, opened: list[Daemon]
+) -> None:
+    clock = Clock()
+    ami = FakeAmi(clock, refuse=lambda n: "Asterisk is shutting down")
+    daemon = await open_lab(opened, tmp_path, clock, ami)
+    await add_campaign(daemon, campaign("spring"), [ny(i) for i in range(10)])
+    for _ in range(40):
+        await tick_all(daemon, clock)
+        clock.now += 0.5
+    # The first tick's five, then one probe per backoff delay: not one a tick for 20 s.
+    assert len(ami.originated) <= 5 + 3, len(ami.originated)
+    # Nobody was called and the PBX, not the customer, said no: due again, nothing used up.
+    for i in range(10):
+        lead = await lead_row(daemon, ny(i))
+        assert (lead["state"], lead["attempts"], lead["next_attempt_at"]) == ("pending", 0, None)
+    assert daemon.trunks.gate("carrier").view(clock.now).last_error == "Asterisk is shutting down"
+
+
+async def test_a_call_the_gateway_would_not_write_is_refused_without_blaming_the_trunk(
+    tmp_path: Path, opened: list[Daemon]
+) -> None:
+    from dialer.ami.errors import AmiUnsafeValue
+
+    clock = Clock()
+    ami = FakeAmi(clock)
+
+    async def unsafe(**kwargs: Any) -> None:
+        ami.originated.append((clock(), kwargs["channel"], kwargs["variables"]["DIALER_CAMPAIGN"]))
+        raise AmiUnsafeValue("Originate", ["Channel: contains '&'"])
+
+    ami.originate = unsafe  # type: ignore[method-assign]
+    daemon = await open_lab(opened, tmp_path, clock, ami)
+    await add_campaign(daemon, campaign("spring"), [ny(i) for i in range(5)])
+    await tick_all(daemon, clock)
+    assert len(ami.originated) == 5
+    assert [a["outcome"] for a in await attempt_rows(daemon, ny(0))] == ["refused"]
+    assert not daemon.trunks.gate("carrier").view(clock.now).backed_off
+
+
 # -- item 14: calls per second ----------------------------------------------------------
 
 
