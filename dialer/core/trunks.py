@@ -30,7 +30,11 @@ PROBE_TIMEOUT_SECONDS = 10.0
 """A probe whose fate is not known by then (a lost event) lets the next one go."""
 
 ACTIVE_SECONDS = 2.0
-"""A campaign that asked this recently shares the trunk's calls with the others."""
+"""A campaign that asked this recently shares the trunk's calls with the others..."""
+IDLE_SECONDS = 5.0
+"""... unless it gave back a whole grant this recently: it had nothing due, and
+counting it would halve the share of the campaigns that dial. After this long it
+is counted again, so a campaign whose leads come due is never starved for longer."""
 
 
 def trunk_key(template: str) -> str:
@@ -162,6 +166,8 @@ class TrunkGate:
     _asked: dict[str, float] = field(default_factory=dict)
     _granted: dict[str, int] = field(default_factory=dict)
     """Calls granted to each campaign still active: the odd call goes to the one that had fewest."""
+    _last: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _idle_since: dict[str, float] = field(default_factory=dict)
 
     def grant(self, user: str, want: int, now: float) -> int:
         """Calls `user` (a campaign) may originate now, taken from the trunk; at most `want`.
@@ -170,15 +176,19 @@ class TrunkGate:
         ACTIVE_SECONDS and have not had their turn at this `now` get an equal
         share, the odd call going to the one granted fewest so far, so none starves.
         """
+        self._last[user] = (now, 0)
         if want <= 0:
             return 0
         others = [
-            u for u, at in self._asked.items() if u != user and at != now and now - at <= ACTIVE_SECONDS
+            u
+            for u, at in self._asked.items()
+            if u != user and at != now and now - at <= ACTIVE_SECONDS and not self._idle(u, now)
         ]
         self._asked[user] = now
         for name in [u for u, at in self._asked.items() if now - at > ACTIVE_SECONDS]:
             del self._asked[name]
             self._granted.pop(name, None)
+            self._idle_since.pop(name, None)
         limit = self.backoff.allows(now)
         whole = self.bucket.available(now)
         if limit is not None:
@@ -190,6 +200,7 @@ class TrunkGate:
             share, odd = divmod(whole, len(sharing))
             whole = share + (1 if sharing.index(user) < odd else 0)
         taken = self.bucket.take(min(want, whole), now)
+        self._last[user] = (now, taken)
         if taken:
             self._granted[user] = self._granted.get(user, 0) + taken
             if limit is not None:
@@ -198,12 +209,22 @@ class TrunkGate:
 
     def give_back(self, user: str, count: int) -> None:
         """Calls granted to `user` that it did not place (fewer leads due, or screened out)."""
+        at, taken = self._last.get(user, (0.0, 0))
+        if taken > 0:
+            if count >= taken:
+                self._idle_since[user] = at
+            else:
+                self._idle_since.pop(user, None)
         if count > 0:
             self.bucket.give_back(count)
             if user in self._granted:
                 self._granted[user] = max(0, self._granted[user] - count)
             if self.backoff.tripped:
                 self.backoff.probe_sent_at = None
+
+    def _idle(self, user: str, now: float) -> bool:
+        since = self._idle_since.get(user)
+        return since is not None and now - since <= IDLE_SECONDS
 
     def refused(self, now: float, error: str | None = None) -> None:
         self.backoff.refused(now, error)
