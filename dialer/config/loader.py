@@ -16,11 +16,17 @@ one takes four: `sqlite+aiosqlite:////var/lib/dialer/dialer.db`.
 
 The environment variable `DIALER_DATABASE_URL`, if set, replaces `database.url`; a
 relative SQLite path in it is left to the working directory, as any shell user expects.
+
+Files found in a directory (the campaign directory, or a directory given to `dialer
+validate`) are read only if they are regular files there, or symbolic links to files inside
+that directory; a file named on the command line is read wherever its link leads. Sizes,
+alias expansion and nesting are limited for every file (`dialer.config.yaml_loader`).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import make_url
 
 from dialer.config.models import Campaign, DialerConfig
-from dialer.config.yaml_loader import YamlDocument, YamlError, load_yaml_mapping
+from dialer.config.yaml_loader import YamlDocument, YamlError, load_yaml_mapping, looks_like_key, shorten
 
 DATABASE_URL_ENV = "DIALER_DATABASE_URL"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -53,6 +59,11 @@ class ConfigIssue:
     field: str
     """Dotted path of the offending setting; empty when the issue is not about one."""
     message: str
+
+    def __post_init__(self) -> None:
+        # Messages and field names may quote the file; keep every line short.
+        object.__setattr__(self, "field", shorten(self.field, 120))
+        object.__setattr__(self, "message", shorten(self.message))
 
     def __str__(self) -> str:
         parts = [str(self.file) if self.line is None else f"{self.file}:{self.line}"]
@@ -90,8 +101,9 @@ def load_config(path: str | Path) -> DialerConfig:
     return _resolve_paths(config, path.resolve().parent)
 
 
-def load_campaign(path: str | Path) -> Campaign:
-    return _validate(Campaign, _read(Path(path)))
+def load_campaign(path: str | Path, *, within: Path | None = None) -> Campaign:
+    """The campaign in `path`; with `within`, a link is followed only inside that directory."""
+    return _validate(Campaign, _read(Path(path), within=within))
 
 
 def load_campaign_dir(directory: str | Path) -> tuple[dict[str, Campaign], list[ConfigIssue]]:
@@ -109,7 +121,7 @@ def load_campaign_dir(directory: str | Path) -> tuple[dict[str, Campaign], list[
     names = _CampaignNames()
     for file in yaml_files_in(directory):
         try:
-            document = _read(file)
+            document = _read(file, within=directory)
             campaign = _validate(Campaign, document)
             names.claim(campaign.name, document)
         except ConfigError as exc:
@@ -120,12 +132,24 @@ def load_campaign_dir(directory: str | Path) -> tuple[dict[str, Campaign], list[
 
 
 def yaml_files_in(directory: Path) -> list[Path]:
-    """The `*.yaml` / `*.yml` files of `directory` in name order, without editors' temp files."""
+    """The `*.yaml` / `*.yml` files of `directory` in name order, without editors' temp files.
+
+    Directories, FIFOs, sockets and devices are left out; symbolic links are listed, for
+    the reader to follow only if they stay inside `directory`.
+    """
     return sorted(
         entry
         for entry in directory.iterdir()
-        if entry.suffix in YAML_SUFFIXES and entry.is_file() and not _is_editor_temp(entry.name)
+        if entry.suffix in YAML_SUFFIXES and not _is_editor_temp(entry.name) and _file_or_link(entry)
     )
+
+
+def _file_or_link(entry: Path) -> bool:
+    try:
+        mode = entry.lstat().st_mode
+    except OSError:
+        return False  # gone since it was listed
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
 
 
 def _is_editor_temp(name: str) -> bool:
@@ -136,7 +160,13 @@ def _is_editor_temp(name: str) -> bool:
 
 def config_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ConfigIssue]]:
     """Expand `paths` (files and directories) into the YAML files they name."""
-    files: list[Path] = []
+    found, issues = _expand(paths)
+    return [file for file, _ in found], issues
+
+
+def _expand(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path | None]], list[ConfigIssue]]:
+    """Each YAML file of `paths` with the directory it was found in (None: named itself)."""
+    files: list[tuple[Path, Path | None]] = []
     issues: list[ConfigIssue] = []
     for raw in paths:
         path = Path(raw)
@@ -144,9 +174,9 @@ def config_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[ConfigIs
             found = yaml_files_in(path)
             if not found:
                 issues.append(ConfigIssue(path, None, "", "no *.yaml or *.yml files in this directory"))
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
+            files.extend((file, path) for file in found)
+        elif path.exists() or path.is_symlink():
+            files.append((path, None))
         else:
             issues.append(ConfigIssue(path, None, "", "no such file or directory"))
     return files, issues
@@ -161,11 +191,14 @@ def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
     # Here, not at the top: dialer.ivr.loader builds on this module.
     from dialer.ivr.loader import flow_from_document, is_flow_document
 
-    files, issues = config_files(paths)
+    files, issues = _expand(paths)
     names = _CampaignNames()
-    for file in dict.fromkeys(files):
+    first_found: dict[Path, Path | None] = {}
+    for file, within in files:
+        first_found.setdefault(file, within)
+    for file, within in first_found.items():
         try:
-            document = _read(file)
+            document = _read(file, within=within)
             if "ami" in document.data:
                 _validate(DialerConfig, document)
             elif is_flow_document(document):
@@ -194,9 +227,9 @@ class _CampaignNames:
             )
 
 
-def _read(path: Path) -> YamlDocument:
+def _read(path: Path, *, within: Path | None = None) -> YamlDocument:
     try:
-        return load_yaml_mapping(path)
+        return load_yaml_mapping(path, within=within)
     except YamlError as exc:
         raise ConfigFileError(
             [ConfigIssue(exc.file, p.line, "", p.message) for p in exc.problems]
@@ -226,7 +259,22 @@ def _issue_from_error(document: YamlDocument, error: Mapping[str, Any]) -> Confi
         message += "; put it in quotes"
     elif kind not in ("missing", "extra_forbidden") and _may_echo(loc, value):
         message += f" (got {value!r})"
-    return ConfigIssue(document.file, document.line_of(loc), ".".join(map(str, loc)), message)
+    line = document.line_of(loc)
+    parts = (_loc_part(document, loc, end, kind) for end in range(1, len(loc) + 1))
+    shown = ["?" if part is None else str(part) for part in parts]
+    if kind == "extra_forbidden" and shown and shown[-1] == "?":
+        # Not a name: perhaps a line of some other file. Say where, not what.
+        return ConfigIssue(document.file, line, ".".join(shown[:-1]), f"unknown key at line {line}")
+    return ConfigIssue(document.file, line, ".".join(shown), message)
+
+
+def _loc_part(document: YamlDocument, loc: Sequence[Any], end: int, kind: str) -> Any:
+    """`loc[end - 1]` if it may be shown, None if it is a key of the file that does not look like one."""
+    part = loc[end - 1]
+    if isinstance(part, (int, bool)) or looks_like_key(part):
+        return part
+    from_file = document.has(loc[:end]) or (kind == "extra_forbidden" and end == len(loc))
+    return None if from_file else part
 
 
 def _may_echo(loc: Sequence[Any], value: Any) -> bool:

@@ -7,8 +7,15 @@
 - An invalid file is reported (`file:line: field: message`, in the log and in
   the status) and the last good version keeps running.
 - Editors' temporary files are ignored (`yaml_files_in`), and the watcher waits
-  for a quiet moment before reading, so a file caught half-written is read
-  again once it is complete (and, invalid meanwhile, changes nothing).
+  for a quiet moment before reading: a file changed less than `SETTLE_S` ago is
+  taken as still being written and read once it has been left alone that long
+  (one caught half-written anyway is a broken edit: it changes nothing).
+- Files are read and parsed in a worker thread, never on the event loop, and
+  only those whose (device, inode, size, mtime) changed since the last read;
+  the loader's size, alias and nesting limits bound what one file can cost,
+  and a symbolic link is followed only to a file inside the directory.
+- Many files at once (50 dropped in one `mv`) are applied one by one while the
+  daemon runs on: the runners are a `RunnerTable`, safe to walk across awaits.
 
 SIGHUP reloads the daemon config the same way (`reload_config`): agents added
 or removed, logging level, tick interval, drain time. Settings that need a new
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from dataclasses import dataclass, field
@@ -37,6 +45,7 @@ from watchfiles import awatch
 from dialer.ami.errors import AmiError
 from dialer.config.loader import YAML_SUFFIXES, ConfigError, ConfigIssue, load_campaign, load_config, yaml_files_in
 from dialer.config.models import AgentConfig, Campaign, DialerConfig
+from dialer.config.yaml_loader import FileStamp, file_stamp
 from dialer.core.agents import AgentBoard
 
 if TYPE_CHECKING:
@@ -47,6 +56,10 @@ log = structlog.get_logger("dialer.campaigns")
 # Milliseconds without a change before the directory is read: long enough for
 # an editor's save (write temp, rename) or a `cp` to finish.
 QUIET_MS = 300
+# Seconds a file must have been left alone before the watcher reads it: a slow
+# writer (a script, a copy over the network) is not read half-way. Short enough
+# that a dropped file still dials within a second or two.
+SETTLE_S = 0.5
 
 
 class RunState(str, Enum):
@@ -157,6 +170,15 @@ class CampaignControls:
         return state
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What a file held when it was last read: a campaign, or its problems."""
+
+    stamp: FileStamp | None
+    campaign: Campaign | None
+    issues: list[ConfigIssue]
+
+
 class CampaignWatcher:
     """Follows the campaign directory and applies what changes in it."""
 
@@ -167,18 +189,40 @@ class CampaignWatcher:
         """The last good version of each file."""
         self.issues: dict[Path, list[ConfigIssue]] = {}
         """Current problems of each file that has some."""
+        self._readings: dict[Path, _Reading] = {}
+        # The watch task and SIGHUP may both ask for a reload; one at a time.
+        self._lock = asyncio.Lock()
 
     def issue_lines(self) -> list[str]:
         return [str(issue) for file in sorted(self.issues) for issue in self.issues[file]]
 
-    async def reload(self) -> None:
-        """Read the directory and apply every difference from what the daemon runs."""
+    async def reload(self, *, settle: float = 0.0) -> bool:
+        """Read the directory and apply every difference from what the daemon runs.
+
+        With `settle`, a file changed less than `settle` seconds ago is left as it was
+        (still being written); returns whether any was, so the caller looks again.
+        """
+        async with self._lock:
+            readings, unsettled = await asyncio.to_thread(
+                _read_directory, self.directory, dict(self._readings), settle, time.time()
+            )
+            self._readings = readings
+            if self._daemon.should_exit:
+                return False  # shutting down: nothing new starts
+            await self._apply_readings(readings)
+            return unsettled
+
+    async def _apply_readings(self, readings: dict[Path, _Reading]) -> None:
         daemon = self._daemon
-        files = yaml_files_in(self.directory) if self.directory.is_dir() else []
+        files = list(readings)
         names: dict[str, Path] = {}
-        for file in files:
+        for file, reading in readings.items():
+            if daemon.should_exit:
+                return  # the drain began while files were being applied: nothing new starts
             try:
-                campaign = load_campaign(file)
+                if reading.campaign is None:
+                    raise ConfigError(reading.issues)
+                campaign = reading.campaign
                 owner = names.setdefault(campaign.name, file)
                 if owner != file:
                     raise ConfigError(
@@ -194,7 +238,13 @@ class CampaignWatcher:
             if previous is not None and previous.name != campaign.name:
                 self._gone(previous.name)
             if previous != campaign or campaign.name not in daemon.runners:
-                await self._apply(campaign, file, started=previous is None)
+                try:
+                    await self._apply(campaign, file, started=previous is None)
+                except Exception:
+                    # One campaign that cannot start (its database write failed) must
+                    # not keep the others in the directory from starting.
+                    log.exception("campaign.apply_failed", campaign=campaign.name, file=str(file))
+                    continue
             self.good[file] = campaign
         for file in [f for f in self.good if f not in files]:
             name = self.good.pop(file).name
@@ -242,21 +292,75 @@ class CampaignWatcher:
         if not self.directory.is_dir():
             log.error("campaign.dir_missing", directory=str(self.directory))
             return
-        async for _changes in awatch(
-            self.directory,
-            watch_filter=_campaign_file_event,
-            debounce=2000,
-            step=QUIET_MS,
-            stop_event=stop,
-            recursive=False,
-            rust_timeout=500,
-        ):
-            try:
-                await self.reload()
-            except Exception:
-                # A watcher that dies silently would leave the directory dead to
-                # the operator: log and keep watching.
-                log.exception("campaign.reload_failed")
+        recheck: asyncio.Task[None] | None = None
+        try:
+            async for _changes in awatch(
+                self.directory,
+                watch_filter=_campaign_file_event,
+                debounce=2000,
+                step=QUIET_MS,
+                stop_event=stop,
+                recursive=False,
+                rust_timeout=500,
+            ):
+                if await self._settled_reload() and (recheck is None or recheck.done()):
+                    # No further event may come once the writer is done: look again.
+                    recheck = asyncio.create_task(self._recheck(stop), name="campaign-recheck")
+        finally:
+            if recheck is not None:
+                recheck.cancel()
+                await asyncio.gather(recheck, return_exceptions=True)
+
+    async def _recheck(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(SETTLE_S / 4)
+            if not await self._settled_reload():
+                return
+
+    async def _settled_reload(self) -> bool:
+        try:
+            return await self.reload(settle=SETTLE_S)
+        except Exception:
+            # A watcher that dies silently would leave the directory dead to
+            # the operator: log and keep watching.
+            log.exception("campaign.reload_failed")
+            return False
+
+
+def _read_directory(
+    directory: Path, known: dict[Path, _Reading], settle: float, now: float
+) -> tuple[dict[Path, _Reading], bool]:
+    """Each campaign file's reading, re-reading only changed files; runs in a worker thread.
+
+    Returns the readings in file-name order and whether a file was left unread
+    because it changed less than `settle` seconds before `now`.
+    """
+    if not directory.is_dir():
+        return {}, False  # gone: every campaign in it is removed
+    try:
+        files = yaml_files_in(directory)
+    except OSError as exc:
+        # Unreadable for now (permissions being fixed?): change nothing.
+        log.error("campaign.dir_unreadable", directory=str(directory), error=exc.strerror or str(exc))
+        return known, False
+    readings: dict[Path, _Reading] = {}
+    unsettled = False
+    for file in files:
+        stamp = file_stamp(file)
+        before = known.get(file)
+        if stamp is not None and before is not None and before.stamp == stamp:
+            readings[file] = before
+            continue
+        if settle and stamp is not None and 0 <= now - stamp[3] / 1e9 < settle:
+            unsettled = True
+            if before is not None:
+                readings[file] = before  # what it held before this write began
+            continue
+        try:
+            readings[file] = _Reading(stamp, load_campaign(file, within=directory), [])
+        except ConfigError as exc:
+            readings[file] = _Reading(stamp, None, exc.issues)
+    return readings, unsettled
 
 
 def _campaign_file_event(_change: object, path: str) -> bool:

@@ -26,6 +26,7 @@ from dialer.core.attempt import record_key
 from dialer.core.trunks import Trunks
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.reconcile import Reconciler
+from dialer.daemon.runner_table import RunnerTable
 from dialer.dispositions import on_disposition_event
 from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, reload_config
 from dialer.daemon.systemd import Notifier
@@ -123,7 +124,8 @@ class Daemon:
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.trunks = Trunks(config.trunk_rates(), config.tick_interval)
         """One calls-per-second limit and failure backoff per trunk, shared by every campaign on it."""
-        self.runners: dict[str, CampaignRunner] = {}
+        # Walked across awaits while the watcher and the API add to it (runner_table).
+        self.runners = RunnerTable()
         self.reconciler: Reconciler | None = None
         self.ivr: IvrService | None = None
         self._stop_ami = asyncio.Event()

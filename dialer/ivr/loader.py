@@ -79,8 +79,9 @@ def _yaml_spellings(part: Any) -> list[Any]:
     return spellings
 
 
-def load_flow(path: str | Path) -> Flow:
-    return flow_from_document(_read(Path(path)))
+def load_flow(path: str | Path, *, within: Path | None = None) -> Flow:
+    """The flow in `path`; with `within`, a link is followed only inside that directory."""
+    return flow_from_document(_read(Path(path), within=within))
 
 
 def load_flow_dir(directory: str | Path) -> tuple[dict[str, Flow], list[ConfigIssue]]:
@@ -93,7 +94,7 @@ def load_flow_dir(directory: str | Path) -> tuple[dict[str, Flow], list[ConfigIs
     issues: list[ConfigIssue] = []
     for file in yaml_files_in(directory):
         try:
-            flow = load_flow(file)
+            flow = load_flow(file, within=directory)
         except ConfigError as exc:
             issues.extend(exc.issues)
             continue
