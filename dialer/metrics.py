@@ -164,10 +164,14 @@ class _DaemonCollector(Collector):
 
     def _trunks(self) -> Iterator[Any]:
         backed_off = GaugeMetricFamily(
-            "dialer_trunk_backed_off", "1 while Originates to the trunk are held after repeated refusals", labels=["trunk"]
+            "dialer_trunk_backed_off",
+            "1 while Originates to the trunk are held after repeated refusals",
+            labels=["trunk"],
         )
         refusals = CounterMetricFamily(
-            "dialer_trunk_refusals", "Originates Asterisk refused on the trunk (since the daemon started)", labels=["trunk"]
+            "dialer_trunk_refusals",
+            "Originates Asterisk refused on the trunk (since the daemon started)",
+            labels=["trunk"],
         )
         cps = GaugeMetricFamily("dialer_trunk_calls_per_second", "The trunk's calls-per-second limit", labels=["trunk"])
         for trunk in self.daemon.trunks.views(self.daemon.clock()):

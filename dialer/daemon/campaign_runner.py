@@ -179,8 +179,6 @@ class CampaignRunner:
         await self._settle(now)
         if self.paused or not self.board_synced or not self.ami.connected.is_set():
             return
-        # Reserved tiers (key accounts) first, one call per agent free for them; then
-        # the other tiers as the pacing says (dialer.daemon.tier_dialing).
         lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
         # The trunk's calls per second and failure backoff, shared with every campaign
         # on it, bound this tick like free lines do: nothing is leased that could not
@@ -198,6 +196,8 @@ class CampaignRunner:
 
     async def _place(self, lines_left: int, now: float) -> int:
         """Lease and dial up to `lines_left` calls as the pacing says; returns how many were sent."""
+        # Reserved tiers (key accounts) first, one call per agent free for them; then
+        # the other tiers as the pacing says (dialer.daemon.tier_dialing).
         room = await self.tiers.plan(self.campaign, self.campaign_id, self.attempts, lines_left, now)
         reserved = await self.store.lease_due_leads(
             self.campaign_id, room.to_lease, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)

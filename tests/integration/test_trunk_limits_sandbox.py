@@ -87,7 +87,8 @@ def test_a_trunk_asterisk_refuses_gets_a_few_originates_not_a_hot_loop(sandbox: 
     log = run_daemon_for(lab, RUN_SECONDS, tmp_path / "daemon.log")
 
     # Asterisk's own record: one line per Originate it could not make a channel for.
-    refused_by_pbx = Path(sandbox.asterisk_log).read_text(errors="replace").count(f"endpoint '{endpoint}' was not found")
+    pbx_log = Path(sandbox.asterisk_log).read_text(errors="replace")
+    refused_by_pbx = pbx_log.count(f"endpoint '{endpoint}' was not found")
     assert 3 <= refused_by_pbx <= 12, (refused_by_pbx, log[-3000:])
     with sqlite3.connect(tmp_path / "dialer.db") as conn:
         attempts = conn.execute("SELECT phone, outcome FROM call_attempts").fetchall()
