@@ -19,10 +19,16 @@ def _seconds(end: datetime | None, start: datetime | None) -> float | None:
 
 def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     outcomes = Counter(a["outcome"] for a in attempts if a["outcome"])
-    live = sum(outcomes[o] for o in LIVE_ANSWER_OUTCOMES)
+    # Calls a PBX fault ended after the customer answered (Asterisk restart, AMI lost):
+    # their leads are due again, and they count in no rate.
+    cut = Counter(a["outcome"] for a in attempts if a.get("cut_short"))
+    live = sum(outcomes[o] - cut[o] for o in LIVE_ANSWER_OUTCOMES)
     agents = Counter(a["agent_id"] for a in attempts if a["outcome"] == "answered" and a["agent_id"])
     talk = [
-        s for a in attempts if a["outcome"] == "answered" and (s := _seconds(a["ended_at"], a["bridged_at"])) is not None
+        s
+        for a in attempts
+        if a["outcome"] == "answered" and not a.get("cut_short") and (s := _seconds(a["ended_at"], a["bridged_at"]))
+        is not None
     ]
     lead_states = Counter(lead["state"] for lead in leads)
     return {
@@ -39,6 +45,8 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
         "live_answered": live,
         "abandoned": outcomes.get("abandoned", 0),
         "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
+        "interrupted": outcomes.get("interrupted", 0),
+        "cut_short": dict(sorted(cut.items())),
         "calls_per_agent": dict(sorted(agents.items())),
         # Why leads are done (campaign rules: retries used up, dnc, a disposition ...).
         "final_reasons": dict(sorted(Counter(l["final_reason"] for l in leads if l.get("final_reason")).items())),
@@ -51,6 +59,7 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
                 "number": a["phone"],
                 "attempt_no": a["attempt_no"],
                 "outcome": a["outcome"],
+                "cut_short": bool(a.get("cut_short")),
                 "hangup_cause": a["hangup_cause"],
                 "agent": a["agent_id"],
                 "dialed_at": a["dialed_at"].isoformat() + "Z" if a["dialed_at"] else None,
@@ -75,7 +84,8 @@ def by_tier(attempts: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     result = {}
     for tier, group in sorted(groups.items()):
         outcomes = Counter(a["outcome"] for a in group if a["outcome"])
-        live = sum(outcomes[o] for o in LIVE_ANSWER_OUTCOMES)
+        cut = Counter(a["outcome"] for a in group if a.get("cut_short"))
+        live = sum(outcomes[o] - cut[o] for o in LIVE_ANSWER_OUTCOMES)
         routed = Counter(a.get("routing") for a in group if a.get("routing"))
         result[tier] = {
             "attempts": len(group),
@@ -102,6 +112,14 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(
         f"  abandon rate {report['abandon_rate']:.2%} ({report['abandoned']} of {report['live_answered']} live answers)"
     )
+    cut = report.get("cut_short") or {}
+    if report.get("interrupted") or cut:
+        talking = cut.get("answered", 0)
+        lines.append(
+            f"  ended by a PBX fault: {report.get('interrupted', 0)} interrupted "
+            f"({cut.get('interrupted', 0)} after the answer), {talking} conversation(s) cut short; "
+            "leads due again, none in the abandon rate"
+        )
     for tier, figures in report.get("by_tier", {}).items():
         lines.append(
             f"  tier {tier:<10} {figures['attempts']} attempts, abandon rate {figures['abandon_rate']:.2%} "

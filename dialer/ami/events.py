@@ -24,8 +24,14 @@ WANTED = frozenset(
         "queuememberremoved",
         "queuememberpause",
         "queuemember",  # an entry of a QueueStatus list
+        "shutdown",
+        "softhanguprequest",
     }
 )
+
+
+# Asterisk's AST_SOFTHANGUP_SHUTDOWN: the reason a SoftHangupRequest gives when the PBX stops.
+SOFTHANGUP_SHUTDOWN = 4
 
 
 def _int(value: object) -> int | None:
@@ -64,7 +70,7 @@ def _member_interface(event: Mapping[str, str]) -> str:
 
 def to_record(
     event: Mapping[str, str], at: float
-) -> r.CallRecord | r.AgentRecord | r.DispositionRequested | None:
+) -> r.CallRecord | r.AgentRecord | r.DispositionRequested | r.PbxShutdown | None:
     """Turn one AMI event into a record, or None if the dialer does not care."""
     name = (_get(event, "Event") or "").lower()
     if name not in WANTED:
@@ -79,6 +85,14 @@ def to_record(
                 success=(_get(event, "Response") or "").lower() == "success",
                 reason=_int(_get(event, "Reason")),
             )
+        case "softhanguprequest":
+            # Only a shutdown's matters: any other is followed by a Hangup with its cause.
+            if _int(_get(event, "Cause")) != SOFTHANGUP_SHUTDOWN:
+                return None
+            # The agent's leg carries the attempt id as its Linkedid.
+            return r.ShutdownHangup(uniqueid=_get(event, "Linkedid") or uniqueid, at=at)
+        case "shutdown":
+            return r.PbxShutdown(at=at, restart=_flag(_get(event, "Restart")))
         case "newchannel":
             return r.ChannelCreated(uniqueid=uniqueid, at=at, channel=_get(event, "Channel") or "")
         case "newstate":

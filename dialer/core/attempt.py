@@ -5,6 +5,14 @@ The outcome is decided once the customer's channel is gone (or, when no
 channel was ever made, once the Originate's failure is known), from the
 hangup cause first and the Originate reason second: a busy Originate reports
 Reason 0, so the reason alone cannot tell busy from a bad number.
+
+A call the PBX ended (a shutdown's SoftHangupRequest or its `Shutdown`
+before the Hangup, or a Hangup with cause 0: no
+final response from the far end, nobody said busy or no) is the fault's, not
+the customer's: never answered, it is `interrupted`; answered, it is also
+`cut_short`, and a conversation with an agent stays `answered`. The store
+then retries its lead without using up one of its attempts
+(`dialer.core.faults`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,10 @@ REASON_OUTCOMES: dict[int, str] = {3: "no_answer", 5: "busy", 8: "congestion", 1
 # What an IVR flow's end makes of a call no agent took (a transferred call is
 # answered or abandoned like any queued one).
 IVR_OUTCOMES: dict[str, str] = {"completed": "completed", "partial": "partial", "opted_out": "opted_out"}
+
+# OriginateResponse reasons that are a far end's answer even when the Hangup had no cause.
+_REASONS_WITHOUT_CAUSE = (3, 5, 8)
+CAUSE_UNKNOWN = 0
 
 # Asterisk refused the Originate (an Error reply, or a Failure before any channel
 # existed): an attempt that reached nobody, retried by the campaign's `refused`
@@ -88,15 +100,27 @@ class Attempt:
     machine: bool = False
     ivr_started_at: float | None = None
     ivr_status: str | None = None
+    pbx_gone_at: float | None = None
+    """When Asterisk began hanging this call up for its shutdown (or announced it)."""
+    cut_short: bool = False
+    """The customer had answered when a PBX fault ended the call."""
     history: list[str] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
         return self.state is not State.ended
 
-    def apply(self, record: r.CallRecord) -> dict[str, object]:
+    def apply(self, record: r.CallRecord | r.PbxShutdown) -> dict[str, object]:
         """Feed one record; return the columns that changed (for the store)."""
-        if self.state is State.ended or record_key(record) != self.id:
+        if self.state is State.ended:
+            return {}
+        if isinstance(record, r.PbxShutdown):
+            # Every call up hears it; the first one counts.
+            if self.pbx_gone_at is None:
+                self.pbx_gone_at = record.at
+            self.history.append(type(record).__name__)
+            return {}
+        if record_key(record) != self.id:
             return {}
         changes: dict[str, object] = {}
         match record:
@@ -138,6 +162,9 @@ class Attempt:
                 self.ivr_started_at = at
             case r.IvrEnded(status=status):
                 self.ivr_status = status
+            case r.ShutdownHangup(at=at):
+                if self.pbx_gone_at is None:
+                    self.pbx_gone_at = at
             case r.ChannelHangup(cause=cause, cause_text=text, at=at):
                 self.hangup_at = at
                 self.hangup_cause = cause
@@ -167,6 +194,8 @@ class Attempt:
         if self.hangup_at is not None:
             if self.ivr_started_at is not None and self.ivr_status is None and now - self.hangup_at < SETTLE_SECONDS:
                 return False  # the IVR session reports its end just after the hangup
+            if self._ended_by_pbx():
+                return True  # nothing the far end says can change that
             if self.answered_at is not None or self.originate_success is not None:
                 return True
             if self.hangup_cause in CAUSE_OUTCOMES:
@@ -186,13 +215,28 @@ class Attempt:
         self.outcome = self._decide_outcome()
         return self.outcome
 
+    def _ended_by_pbx(self) -> bool:
+        """Asterisk announced its shutdown before the call was seen to end."""
+        if self.pbx_gone_at is None:
+            return False
+        return self.hangup_at is None or self.hangup_at >= self.pbx_gone_at
+
     def _decide_outcome(self) -> str:
         if self.machine:
             return "machine"  # counted apart: no live answer (see dialer.core.amd for false positives)
+        by_pbx = self._ended_by_pbx()
         if self.bridged_at is not None:
+            # Talking to an agent when the PBX went away: answered, but not finished.
+            self.cut_short = by_pbx
             return "answered"
-        if self.ivr_status in IVR_OUTCOMES:
+        if self.ivr_status in IVR_OUTCOMES and not (by_pbx and self.ivr_status == "partial"):
+            # A survey the PBX cut off is no customer's `partial`: it is asked again.
             return IVR_OUTCOMES[self.ivr_status]
+        if by_pbx and not self.abandoned:
+            # Waiting for an agent (or still ringing): the dialplan never gave up on
+            # the customer, the PBX did.
+            self.cut_short = self.answered_at is not None
+            return "interrupted"
         if (
             self.originate_success is False
             and self.channel is None
@@ -210,6 +254,10 @@ class Attempt:
             return "abandoned"
         if self.hangup_cause in CAUSE_OUTCOMES:
             return CAUSE_OUTCOMES[self.hangup_cause]
+        if self.hangup_cause == CAUSE_UNKNOWN and self.originate_reason not in _REASONS_WITHOUT_CAUSE:
+            # The channel went with no final response from the far end: the
+            # customer never said busy or no.
+            return "interrupted"
         if self.originate_reason in REASON_OUTCOMES:
             return REASON_OUTCOMES[self.originate_reason]
         return "failed"
@@ -222,4 +270,5 @@ class Attempt:
             "hangup_cause": self.hangup_cause,
             "hangup_cause_text": self.hangup_cause_text,
             "originate_reason": self.originate_reason,
+            "cut_short": self.cut_short,
         }

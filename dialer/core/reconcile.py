@@ -5,6 +5,12 @@ is a channel's Uniqueid (the customer) or Linkedid (the agent's leg) is still
 up and is adopted in the state the channels show; one with no channel ended
 while nobody listened and is closed. Attempts sent after `cutoff` (on the new
 connection) are left alone: their channel may simply not exist yet.
+
+A call the daemon was still following when its AMI connection was lost (or
+Asterisk announced its shutdown) and whose channels are gone now ended by that
+fault: `interrupted`, or `cut_short` if the customer had answered. One a
+previous run left open (killed, or a drain that left calls up) most likely
+ended as calls do while nobody listened: `answered` if an agent had it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class Adopt:
 class Vanished:
     attempt_id: str
     outcome: str
+    cut_short: bool = False
 
 
 def channel_from_event(event: Mapping[str, str]) -> LiveChannel | None:
@@ -69,8 +76,22 @@ def vanished_outcome(last_state: str) -> str:
     return "answered" if last_state == State.bridged.value else "interrupted"
 
 
-def plan(open_attempts: Iterable[tuple[str, str]], channels: Iterable[LiveChannel]) -> list[Adopt | Vanished]:
-    """For each (attempt id, last stored state): adopt it or close it."""
+def _vanished(attempt_id: str, last_state: str, followed: bool) -> Vanished:
+    if not followed:
+        return Vanished(attempt_id, vanished_outcome(last_state))
+    answered = last_state in (State.up.value, State.bridged.value)
+    return Vanished(attempt_id, vanished_outcome(last_state), cut_short=answered)
+
+
+def plan(
+    open_attempts: Iterable[tuple[str, str]],
+    channels: Iterable[LiveChannel],
+    followed: frozenset[str] = frozenset(),
+) -> list[Adopt | Vanished]:
+    """For each (attempt id, last stored state): adopt it or close it.
+
+    `followed`: the attempts this daemon had live when it lost Asterisk.
+    """
     by_attempt: dict[str, list[LiveChannel]] = {}
     for channel in channels:
         for key in {channel.uniqueid, channel.linkedid}:
@@ -79,12 +100,13 @@ def plan(open_attempts: Iterable[tuple[str, str]], channels: Iterable[LiveChanne
     for attempt_id, last_state in open_attempts:
         legs = by_attempt.get(attempt_id)
         if not legs:
-            decisions.append(Vanished(attempt_id, vanished_outcome(last_state)))
+            decisions.append(_vanished(attempt_id, last_state, attempt_id in followed))
             continue
         customer = next((c for c in legs if c.uniqueid == attempt_id), None)
         agents = [c for c in legs if c.uniqueid != attempt_id]
         if customer is None:
-            # Only the agent's leg is left: the customer is gone, the call is over.
+            # Only the agent's leg is left: the customer is gone, the call is over,
+            # and Asterisk did not restart under it.
             decisions.append(Vanished(attempt_id, vanished_outcome(last_state)))
         elif customer.bridged and agents:
             decisions.append(Adopt(attempt_id, State.bridged, customer.channel, agents[0].interface))

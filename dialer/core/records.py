@@ -149,6 +149,29 @@ class MemberRemoved:
     interface: str
 
 
+@dataclass(frozen=True)
+class ShutdownHangup:
+    """Asterisk is hanging this channel up because it is shutting down (AMI
+    `SoftHangupRequest` with Cause 4, AST_SOFTHANGUP_SHUTDOWN). `core restart now`
+    sends these, then the Hangups (cause 0 ringing, 16 answered), and only about
+    a second later its `Shutdown`."""
+
+    uniqueid: str
+    at: float
+
+
+@dataclass(frozen=True)
+class PbxShutdown:
+    """AMI `Shutdown`: Asterisk is stopping or restarting and hangs up every channel.
+
+    It concerns every call up, not one: calls that end after it ended because
+    the PBX went away, whatever cause their Hangup shows.
+    """
+
+    at: float
+    restart: bool
+
+
 CallRecord = (
     OriginateResult
     | ChannelCreated
@@ -163,5 +186,6 @@ CallRecord = (
     | MachineDetected
     | IvrStarted
     | IvrEnded
+    | ShutdownHangup
 )
 AgentRecord = MemberStatus | MemberRemoved | AgentRinging | AgentConnected | AgentCompleted

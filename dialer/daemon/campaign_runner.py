@@ -335,48 +335,66 @@ class CampaignRunner:
 
     async def _settle(self, now: float) -> None:
         for attempt in [a for a in self.attempts.values() if a.settled(now)]:
-            outcome = attempt.finish(now)
-            columns = attempt.final_columns()
-            if attempt.agent_interface:
-                columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
-            await finish_with_rules(
-                self.store,
-                attempt.id,
-                outcome=outcome,
-                now=_dt(now),
-                rules=retry_rules(self.campaign.retries),
-                **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
-            )
-            del self.attempts[attempt.id]
-            await self.tiers.after_attempt(self.campaign, attempt, outcome, now)
+            await self._finish(attempt, now)
+
+    async def _finish(self, attempt: Attempt, now: float) -> None:
+        outcome = attempt.finish(now)
+        columns = attempt.final_columns()
+        if attempt.agent_interface:
+            columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
+        await finish_with_rules(
+            self.store,
+            attempt.id,
+            outcome=outcome,
+            now=_dt(now),
+            rules=retry_rules(self.campaign.retries),
+            **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
+        )
+        del self.attempts[attempt.id]
+        # A call cut short is due again: no revisit to book. Like an interrupted one it
+        # teaches the pacing and the abandon window nothing (its talk time is not the
+        # customer's); restore_memory leaves it out too (Store.recent_attempts).
+        await self.tiers.after_attempt(self.campaign, attempt, "interrupted" if attempt.cut_short else outcome, now)
+        if not attempt.cut_short:
             self.learn(outcome, attempt.dialed_at, attempt.answered_at, attempt.bridged_at, attempt.ended_at or now)
-            self._log.info(
-                "call.finished",
-                attempt=attempt.id,
-                number=attempt.phone,
-                outcome=outcome,
-                cause=attempt.hangup_cause,
-                agent=columns.get("agent_id"),
-                ring_s=_round(attempt.answered_at or attempt.ended_at, attempt.dialed_at),
-                talk_s=_round(attempt.ended_at, attempt.bridged_at),
-            )
+        self._log.info(
+            "call.finished",
+            attempt=attempt.id,
+            number=attempt.phone,
+            outcome=outcome,
+            cut_short=attempt.cut_short,
+            cause=attempt.hangup_cause,
+            agent=columns.get("agent_id"),
+            ring_s=_round(attempt.answered_at or attempt.ended_at, attempt.dialed_at),
+            talk_s=_round(attempt.ended_at, attempt.bridged_at),
+        )
+
+    def pbx_shutdown(self, record: r.PbxShutdown) -> None:
+        """Asterisk announced its shutdown: every call up ends by its fault (dialer.core.attempt)."""
+        for attempt in self.attempts.values():
+            attempt.apply(record)
+        if self.attempts:
+            self._log.warning("call.pbx_shutdown", calls=len(self.attempts), restart=record.restart)
 
     async def abort_live(self, now: float) -> int:
-        """At a forced stop: give every attempt still open its final row."""
-        left = list(self.attempts.values())
-        for attempt in left:
-            attempt.finish(now)
-            await finish_with_rules(
-                self.store,
-                attempt.id,
-                outcome="interrupted",
-                now=_dt(now),
-                rules=retry_rules(self.campaign.retries),
-                **{k: _dt(v) if k.endswith("_at") else v for k, v in attempt.final_columns().items()},
-            )
-            self._log.warning("call.interrupted", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
+        """At the stop (drain deadline or second signal): finish calls that are over, leave the rest up.
+
+        A call whose channel may still be up is left to Asterisk, its attempt
+        open and its lead leased: the next start's reconciliation adopts it or
+        closes it, as after a kill -9. Ending its attempt here would make the
+        lead due while the customer may still be talking to an agent.
+        Returns how many calls were left up.
+        """
+        left = 0
+        for attempt in list(self.attempts.values()):
+            over = attempt.hangup_at is not None or (attempt.channel is None and attempt.originate_success is False)
+            if over:
+                await self._finish(attempt, now)  # only its settle time was still running
+                continue
+            left += 1
+            self._log.warning("call.left_up", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
         self.attempts.clear()
-        return len(left)
+        return left
 
     @property
     def busy(self) -> bool:

@@ -85,7 +85,9 @@ class Reconciler:
         channels = await self.live_channels() if candidates else []
         now = self._clock()
         adopted = closed = left = 0
-        for decision in plan(candidates, channels):
+        # Calls this daemon was following when it lost Asterisk (it has no memory at start).
+        followed = frozenset(aid for aid, _ in candidates if aid in in_memory)
+        for decision in plan(candidates, channels, followed):
             row = rows[decision.attempt_id]
             runner = runners.get(row.campaign_id)
             memory = in_memory.get(decision.attempt_id)
@@ -157,9 +159,10 @@ class Reconciler:
     ) -> None:
         # A campaign not running now (disabled, file removed) still gets the default policy.
         rules = retry_rules(runner.campaign.retries if runner else DEFAULT_RETRIES)
-        columns: dict[str, object] = {"ended_at": datetime.fromtimestamp(now, UTC)}
+        columns: dict[str, object] = {"ended_at": datetime.fromtimestamp(now, UTC), "cut_short": decision.cut_short}
         if attempt is not None and runner is not None:
             attempt.finish(now)
+            attempt.cut_short = decision.cut_short
             runner.attempts.pop(attempt.id, None)
         step = await finish_with_rules(
             self.store, row.id, outcome=decision.outcome, now=datetime.fromtimestamp(now, UTC), rules=rules, **columns
@@ -169,5 +172,6 @@ class Reconciler:
             attempt=row.id,
             number=row.phone,
             outcome=decision.outcome,
+            cut_short=decision.cut_short,
             next=type(step).__name__.lower() if step else None,
         )

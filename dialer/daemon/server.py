@@ -53,6 +53,7 @@ _CALL_RECORDS = (
     r.MachineDetected,
     r.IvrStarted,
     r.IvrEnded,
+    r.ShutdownHangup,
 )
 
 
@@ -257,10 +258,12 @@ class Daemon:
             await self._sleep(0.2)
         for runner in self.runners.values():
             await runner.wait_sends()
+            # Calls still up are left to Asterisk with their leads leased; the next
+            # start adopts them (dialer.daemon.reconcile): never up and due at once.
             left = await runner.abort_live(self.clock())
             await runner.tiers.close()
             if left:
-                log.warning("daemon.attempts_left_open", campaign=runner.campaign.name, count=left)
+                log.warning("daemon.calls_left_up", campaign=runner.campaign.name, count=left)
         if self.ivr is not None:
             await self.ivr.stop()
         await self._log_agents_out()
@@ -413,6 +416,10 @@ class Daemon:
             if record is None:
                 continue
             try:
+                if isinstance(record, r.PbxShutdown):
+                    log.warning("ami.pbx_shutdown", restart=record.restart)
+                    for runner in list(self.runners.values()):
+                        runner.pbx_shutdown(record)
                 if isinstance(record, r.DispositionRequested) and self.store is not None:
                     await on_disposition_event(self.store, {n: x.campaign for n, x in self.runners.items()}, record)
                 if isinstance(record, _AGENT_RECORDS):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, or_, select, update
 
+from dialer.core.faults import after_fault, is_fault
 from dialer.core.retry import PRIORITY_CALLBACK, Close, Retry, RetryRule, after_attempt
 from dialer.store.schema import call_attempts, callbacks, leads
 from dialer.store.store import Store, _naive_utc
@@ -51,6 +52,8 @@ async def finish_with_rules(
 
     Returns the step taken, or None when the attempt was already ended or its
     lead no longer leased by it (a disposition already decided its fate).
+    An attempt ended by a fault (`interrupted`, or `cut_short=True` among the
+    columns) gives its lead's attempt back and follows `dialer.core.faults`.
     """
     async with store._write() as conn:
         # A final row is written once: a second writer (reconciliation racing the
@@ -69,12 +72,29 @@ async def finish_with_rules(
         ).first()
         if lead is None:
             return None
-        step = after_attempt(outcome, lead.attempts, now, rules)
+        fault = is_fault(outcome, bool(columns.get("cut_short")))
+        if fault:
+            faults = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(call_attempts)
+                    .where(
+                        call_attempts.c.lead_id == lead.id,
+                        or_(call_attempts.c.outcome == "interrupted", call_attempts.c.cut_short.is_(True)),
+                    )
+                )
+            ).scalar_one()
+            step: Retry | Close = after_fault(faults, now, rules)
+        else:
+            step = after_attempt(outcome, lead.attempts, now, rules)
+        # The customer never said no: the attempt the lease counted is given back.
+        attempts = leads.c.attempts - 1 if fault else leads.c.attempts
         if isinstance(step, Retry):
             await conn.execute(
                 update(leads)
                 .where(leads.c.id == lead.id)
                 .values(
+                    attempts=attempts,
                     state="pending",
                     lease_attempt_id=None,
                     next_attempt_at=_naive_utc(step.at),
@@ -88,6 +108,7 @@ async def finish_with_rules(
                 update(leads)
                 .where(leads.c.id == lead.id)
                 .values(
+                    attempts=attempts,
                     state="done",
                     lease_attempt_id=None,
                     next_attempt_at=None,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -206,3 +207,7 @@ call_attempts.append_column(Column("routed_queue", String(64)))
 call_attempts.append_column(Column("routing", String(16)))
 # Contact history across campaigns is read by customer.
 Index("ix_leads_customer", leads.c.customer_id)
+
+# A PBX fault (Asterisk restart, AMI lost with the call up) ended the call after the
+# customer answered (migration 0006_cut_short): the lead is due again, not closed.
+call_attempts.append_column(Column("cut_short", Boolean, nullable=False, default=False, server_default=false()))

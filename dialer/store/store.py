@@ -444,6 +444,7 @@ class Store:
                         call_attempts.c.campaign_id == campaign_id,
                         call_attempts.c.state == "ended",
                         call_attempts.c.ended_at >= _naive_utc(since),
+                        call_attempts.c.cut_short.is_(False),  # a PBX fault's, not the customer's
                     )
                     .order_by(call_attempts.c.ended_at.desc())
                     .limit(limit)

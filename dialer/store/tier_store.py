@@ -128,7 +128,9 @@ async def contact_history(
     async with store._read() as conn:
         rows = (
             await conn.execute(
-                select(leads.c.customer_id, call_attempts.c.dialed_at, call_attempts.c.outcome)
+                select(
+                    leads.c.customer_id, call_attempts.c.dialed_at, call_attempts.c.outcome, call_attempts.c.cut_short
+                )
                 .join(leads, leads.c.id == call_attempts.c.lead_id)
                 .where(
                     leads.c.customer_id.in_(list(customer_ids)),
@@ -140,8 +142,10 @@ async def contact_history(
         ).all()
     for row in rows:
         # A contact is a call that served the customer (an agent or an IVR flow): an abandoned
-        # call disturbed them without serving them, and is retried before fresh leads.
-        history[row.customer_id].append(PastAttempt(row.dialed_at.replace(tzinfo=UTC), row.outcome == "answered"))
+        # call disturbed them without serving them, and is retried before fresh leads. Nor is a
+        # conversation a PBX fault cut short: its lead is due again to finish it.
+        served = row.outcome == "answered" and not row.cut_short
+        history[row.customer_id].append(PastAttempt(row.dialed_at.replace(tzinfo=UTC), served))
     return history
 
 

@@ -70,6 +70,9 @@ def lab_for(tmp_path: Path, sandbox: SandboxState, name: str, ratio: float) -> L
             "max_lines": 8,
             "agent_wait": 20,
         },
+        # A call a fault ended is retried, never closed (docs/campaign-rules.md); soon
+        # here, so `--until-done` sees every lead to a customer outcome.
+        rules={"retries": {"interrupted": {"delay_minutes": 0.1, "max_attempts": 3}}},
     )
     asyncio.run(_seed_history(tmp_path / "dialer.db", name, 300))
     return lab
@@ -121,21 +124,26 @@ def logged(log: str, event: str) -> list[dict[str, object]]:
 def attempts_of(db: Path, phones: set[str]) -> list[dict[str, object]]:
     with sqlite3.connect(db, timeout=5) as conn:
         conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT id, phone, state, outcome, ended_at FROM call_attempts").fetchall()
+        rows = conn.execute(
+            "SELECT id, phone, state, outcome, cut_short, dialed_at, ended_at FROM call_attempts"
+        ).fetchall()
     return [dict(row) for row in rows if row["phone"] in phones]
 
 
 def assert_nothing_lost_nothing_twice(lab: Lab, sandbox: SandboxState, phones: list[str]) -> list[dict[str, object]]:
     db = lab.dir / "dialer.db"
     attempts = attempts_of(db, set(phones))
-    # Every attempt has its final row, and each lead was dialed once (retries are off in
-    # the lab; an Originate Asterisk refused while shutting down is `not_sent` and redone).
+    # Every attempt has its final row. Only a call a fault ended (`interrupted`) is dialed
+    # again (no other retries in the lab; an Originate Asterisk refused while shutting
+    # down is `not_sent` and redone), and each lead ends by what its customer did.
     assert all(a["state"] == "ended" and a["outcome"] and a["ended_at"] for a in attempts), attempts
-    dialed = [a for a in attempts if a["outcome"] != "not_sent"]
-    assert Counter(a["phone"] for a in dialed) == Counter({p: 1 for p in phones})
-    # What the carrier saw: one INVITE per number, so none twice for the same attempt.
+    dialed = [a for a in attempts if a["outcome"] not in ("not_sent", "refused")]
+    last = {a["phone"]: a for a in sorted(dialed, key=lambda a: str(a["dialed_at"]))}
+    assert set(last) == set(phones)
+    assert not [a for a in last.values() if a["outcome"] == "interrupted" or a["cut_short"]], last
+    # What the carrier saw: one INVITE per dialed attempt, so none twice for the same attempt.
     seen = sipp_view(sandbox, set(phones))
-    assert seen.invites == Counter({p: 1 for p in phones})
+    assert seen.invites == Counter(a["phone"] for a in dialed)
     # No call was handed to an agent twice.
     assert all(count == 1 for count in seen.agent_attempts.values()), seen.agent_attempts
     report = lab.report()
@@ -161,6 +169,8 @@ def test_kill_9_with_calls_up_then_restart_adopts_them_and_dials_nobody_twice(
         daemon.wait()
     assert daemon.returncode == -signal.SIGKILL
     assert len(up_at_kill) >= 5
+    with sqlite3.connect(db, timeout=5) as conn:
+        open_at_kill = {row[0] for row in conn.execute("SELECT id FROM call_attempts WHERE state != 'ended'")}
 
     time.sleep(1.0)  # calls go on without the daemon; some may end meanwhile
     second_log = tmp_path / "second.log"
@@ -177,7 +187,7 @@ def test_kill_9_with_calls_up_then_restart_adopts_them_and_dials_nobody_twice(
     attempts = assert_nothing_lost_nothing_twice(lab, sandbox, phones)
     adopted = {entry["attempt"] for entry in logged(log, "call.adopted")}
     assert adopted, f"no call was adopted:\n{log[-3000:]}"
-    assert adopted <= set(up_at_kill)
+    assert adopted <= open_at_kill  # calls still ringing at the kill may be adopted too
     # An adopted call was followed to its real end, not closed blindly.
     outcomes = {a["id"]: a["outcome"] for a in attempts}
     assert all(outcomes[a] in ("answered", "abandoned") for a in adopted), outcomes
@@ -211,7 +221,6 @@ def test_an_asterisk_restart_mid_campaign_loses_no_attempt_and_dials_nobody_twic
     reconnected_at = max(e["timestamp"] for e in logged(log, "ami.logged_in"))
     dialed_after = [e for e in logged(log, "call.dialing") if str(e["timestamp"]) > str(reconnected_at)]
     assert dialed_after, log[-3000:]
-    assert len([a for a in attempts if a["outcome"] != "not_sent"]) == len(phones)
 
 
 def drop_ami_connections(port: int) -> bool:

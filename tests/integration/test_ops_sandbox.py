@@ -314,7 +314,7 @@ def test_sigterm_drains_five_calls_up_within_the_drain_time(
 
 
 @pytest.mark.timeout(120)
-def test_a_second_signal_stops_at_once_and_still_records_everything(
+def test_a_second_signal_stops_at_once_and_leaves_talking_calls_to_the_next_start(
     sandbox: SandboxState, tmp_path: Path, running: list[RunningDaemon]
 ) -> None:
     lab = ops_lab(tmp_path, sandbox, "force", {"mode": "progressive", "max_lines": 3}, drain=60)
@@ -327,11 +327,17 @@ def test_a_second_signal_stops_at_once_and_still_records_everything(
     code, took = daemon.stop(signal.SIGTERM, signal.SIGTERM, timeout=20)
     assert code == 0
     assert took < 5  # not the 60 s drain
+    # The calls still talking are left to Asterisk, their attempts open and their leads
+    # leased: never up in Asterisk and due at once (issue 11 item 13).
     report = lab.report()
-    assert report["in_progress"] == 0
-    assert report["leads"]["in_progress"] == 0
-    assert report["outcomes"].get("interrupted", 0) >= 2
+    assert report["in_progress"] >= 2
+    assert report["leads"]["in_progress"] == report["in_progress"]
+    assert report["outcomes"].get("interrupted", 0) == 0
     # Let the calls the dialer left to Asterisk end (scripted talk) before other tests use the agents.
     seen = {e.number for e in read_carrier_events(sandbox) if e.number in set(calls)}
     assert seen
     time.sleep(6)
+    # The next start closes them (ended while nobody listened: answered) and dials the rest.
+    lab.dialer("run", "--until-done", timeout=90)
+    report = lab.report()
+    assert (report["in_progress"], report["leads"]["in_progress"], report["leads"]["pending"]) == (0, 0, 0)

@@ -271,4 +271,5 @@ def test_bridged_call_reports_its_agent_in_the_final_columns() -> None:
         "hangup_cause": 16,
         "hangup_cause_text": "Normal Clearing",
         "originate_reason": None,
+        "cut_short": False,
     }

@@ -67,6 +67,7 @@ def test_each_call_has_its_timings() -> None:
         "number": "15550001",
         "attempt_no": 1,
         "outcome": "answered",
+        "cut_short": False,
         "hangup_cause": 16,
         "agent": "alice",
         "dialed_at": "2026-03-02T14:00:00Z",
