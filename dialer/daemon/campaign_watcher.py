@@ -360,6 +360,10 @@ def _read_directory(
             readings[file] = _Reading(stamp, load_campaign(file, within=directory), [])
         except ConfigError as exc:
             readings[file] = _Reading(stamp, None, exc.issues)
+        except Exception:
+            # A defect in a validator must not keep the other files from loading.
+            log.exception("campaign.read_failed", file=str(file))
+            readings[file] = _Reading(stamp, None, [ConfigIssue(file, None, "", "could not be read; see the log")])
     return readings, unsettled
 
 

@@ -257,3 +257,19 @@ def test_hostile_yaml_gives_only_the_loaders_errors_in_bounded_memory(
         tracemalloc.stop()
     assert peak < MEMORY_CEILING
     _through_validate(tmp_path, text.encode())
+
+
+_SHIPPED = sorted([REPO / "config" / "dialer.yaml", *REPO.glob("campaigns/*.yaml"), *REPO.glob("ivr/*.yaml")])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(_SHIPPED), st.data())
+def test_shipped_files_with_hostile_values_give_only_issues(tmp_path: Path, shipped: Path, data: st.DataObject) -> None:
+    # A real config, campaign or flow with some values replaced: the models' validators see them.
+    lines = shipped.read_text().splitlines()
+    settable = [i for i, line in enumerate(lines) if ": " in line and not line.lstrip().startswith("#")]
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.sampled_from(settable))
+        value = data.draw(_node(2).map(lambda v: v.replace("*a", "x").replace("*b", "x")))
+        lines[i] = lines[i].split(": ", 1)[0] + ": " + value
+    _through_validate(tmp_path, ("\n".join(lines) + "\n").encode())
