@@ -389,7 +389,7 @@ async def reload_config(daemon: Daemon, path: Path) -> ConfigReload:
     """Re-read the daemon config and apply what can change live; an invalid file changes nothing."""
     result = ConfigReload()
     try:
-        new = load_config(path)
+        new = await asyncio.to_thread(load_config, path)  # parsing never holds up the loop
     except ConfigError as exc:
         result.issues = [str(issue) for issue in exc.issues]
         for issue in result.issues:
