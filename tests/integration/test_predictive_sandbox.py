@@ -159,6 +159,9 @@ def test_predictive_keeps_agents_busier_than_progressive_under_the_abandon_limit
                     for queue, phones in pools.values()
                     for phone in phones
                 ],
+                # Both campaigns share the sandbox's carrier, which has no CPS limit: the
+                # default 10 calls/s, split between them, would measure the trunk, not the pacing.
+                "trunks": [{"name": sandbox.carrier_trunk.partition("@")[2], "calls_per_second": 200}],
             }
         )
     )
