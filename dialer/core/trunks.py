@@ -189,6 +189,7 @@ class TrunkGate:
             del self._asked[name]
             self._granted.pop(name, None)
             self._idle_since.pop(name, None)
+            self._last.pop(name, None)
         limit = self.backoff.allows(now)
         whole = self.bucket.available(now)
         if limit is not None:

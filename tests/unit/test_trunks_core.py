@@ -176,3 +176,16 @@ def test_a_campaign_with_nothing_due_does_not_halve_the_share_of_one_that_dials(
         now += 0.5
     # Counted again once in a while (it might have leads due by then): ~95 % of the rate.
     assert placed >= 0.9 * 20 * 5, placed
+
+
+def test_a_probe_whose_fate_never_comes_lets_another_go_after_the_probe_timeout() -> None:
+    from dialer.core.trunks import PROBE_TIMEOUT_SECONDS
+
+    gate = TrunkGate("carrier", TokenBucket(10.0, 5.0))
+    for _ in range(REFUSALS_BEFORE_BACKOFF):
+        gate.refused(0.0)
+    start = BACKOFF_FIRST_SECONDS
+    assert gate.grant("a", 3, start) == 1  # the probe; its events are lost (a dropped AMI link)
+    assert gate.grant("a", 3, start + PROBE_TIMEOUT_SECONDS - 0.1) == 0
+    assert gate.grant("a", 3, start + PROBE_TIMEOUT_SECONDS) == 1
+    assert gate.view(start + PROBE_TIMEOUT_SECONDS).backed_off
