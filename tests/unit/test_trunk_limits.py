@@ -450,3 +450,37 @@ async def test_trunks_config_is_checked_with_file_and_line(tmp_path: Path) -> No
     assert load_config(write_config(tmp_path, trunks=[{"name": "carrier", "calls_per_second": 0.5}])).trunks[
         0
     ].calls_per_second == 0.5
+
+
+async def test_dialer_status_says_a_backed_off_trunk_is_unhealthy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ops_fixtures import close_daemon, open_daemon
+    from ops_fixtures import write_config as write_ops_config
+
+    from dialer.cli.main import main
+    from dialer.http.service import start_http
+
+    write_ops_config(tmp_path)
+    daemon = await open_daemon(tmp_path)
+    try:
+        daemon.http = await start_http(daemon)
+        data = yaml.safe_load((tmp_path / "dialer.yaml").read_text())
+        data["http"]["port"] = daemon.http.port
+        (tmp_path / "dialer.yaml").write_text(yaml.safe_dump(data))
+        config = str(tmp_path / "dialer.yaml")
+
+        def status() -> int:
+            return main(["status", "--config", config])
+
+        gate = daemon.trunks.gate("carrier")
+        assert await asyncio.to_thread(status) == 0
+        assert "trunk carrier" in capsys.readouterr().out
+        for _ in range(3):
+            gate.refused(daemon.clock(), "Originate failed")
+        assert await asyncio.to_thread(status) == 1
+        assert "BACKED OFF after 3 refusal(s) in a row" in capsys.readouterr().out
+        gate.accepted()
+        assert await asyncio.to_thread(status) == 0
+    finally:
+        await close_daemon(daemon)
