@@ -484,3 +484,21 @@ async def test_dialer_status_says_a_backed_off_trunk_is_unhealthy(
         assert await asyncio.to_thread(status) == 0
     finally:
         await close_daemon(daemon)
+
+
+async def test_a_config_reload_applies_new_trunk_rates(tmp_path: Path) -> None:
+    from ops_fixtures import close_daemon, open_daemon
+    from ops_fixtures import write_config as write_ops_config
+
+    write_ops_config(tmp_path)
+    daemon = await open_daemon(tmp_path)
+    try:
+        assert daemon.trunks.gate("carrier").bucket.rate == 10.0
+        data = yaml.safe_load((tmp_path / "dialer.yaml").read_text())
+        data["trunks"] = [{"name": "carrier", "calls_per_second": 3}]
+        (tmp_path / "dialer.yaml").write_text(yaml.safe_dump(data))
+        daemon.handle_reload()
+        await daemon._reload()
+        assert daemon.trunks.gate("carrier").bucket.rate == 3.0
+    finally:
+        await close_daemon(daemon)
