@@ -216,6 +216,9 @@ class CampaignWatcher:
         daemon = self._daemon
         files = list(readings)
         names: dict[str, Path] = {}
+        # Names a file stopped holding: gone only if no file holds them once all are read
+        # (two files swapping their names, or a name moved into a file read later).
+        renamed_away: list[str] = []
         for file, reading in readings.items():
             if daemon.should_exit:
                 return  # the drain began while files were being applied: nothing new starts
@@ -236,7 +239,7 @@ class CampaignWatcher:
             self._report(file, [])
             previous = self.good.get(file)
             if previous is not None and previous.name != campaign.name:
-                self._gone(previous.name)
+                renamed_away.append(previous.name)
             if previous != campaign or campaign.name not in daemon.runners:
                 try:
                     await self._apply(campaign, file, started=previous is None)
@@ -246,6 +249,9 @@ class CampaignWatcher:
                     log.exception("campaign.apply_failed", campaign=campaign.name, file=str(file))
                     continue
             self.good[file] = campaign
+        for name in renamed_away:
+            if name not in names:
+                self._gone(name)
         for file in [f for f in self.good if f not in files]:
             name = self.good.pop(file).name
             if name not in names:  # not merely moved to another file

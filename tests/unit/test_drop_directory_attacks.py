@@ -1,0 +1,65 @@
+"""The drop directory as a careless operator uses it: names swapped, files renamed over others.
+
+Found by attacking the issue-11 hardening: every file's campaign must end up dialing
+exactly when its file says so, whatever order the watcher happens to read them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from ops_fixtures import campaign_yaml, close_daemon, open_daemon, write_config
+
+from dialer.daemon.campaign_watcher import RunState
+from dialer.daemon.server import Daemon
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    write_config(tmp_path)
+    (tmp_path / "campaigns" / "a.yaml").write_text(campaign_yaml("alpha"))
+    (tmp_path / "campaigns" / "b.yaml").write_text(campaign_yaml("beta"))
+    handle = await open_daemon(tmp_path)
+    try:
+        yield handle
+    finally:
+        await close_daemon(handle)
+
+
+async def test_two_files_that_swap_their_campaign_names_keep_both_dialing(daemon: Daemon) -> None:
+    assert daemon.watcher is not None
+    campaigns = daemon.config.campaign_dir
+    # a.yaml now holds beta, b.yaml alpha (an operator renaming files by their content).
+    (campaigns / "a.yaml").write_text(campaign_yaml("beta", max_lines=3))
+    (campaigns / "b.yaml").write_text(campaign_yaml("alpha", max_lines=4))
+    await daemon.watcher.reload()
+    assert daemon.watcher.issue_lines() == []
+    assert daemon.controls.state("alpha") is RunState.running
+    assert daemon.controls.state("beta") is RunState.running
+    assert not daemon.runners["alpha"].paused and not daemon.runners["beta"].paused
+    assert daemon.runners["alpha"].campaign.dialing.max_lines == 4
+    assert daemon.runners["beta"].campaign.dialing.max_lines == 3
+    assert daemon.controls.file("alpha") == campaigns / "b.yaml"
+    assert daemon.controls.file("beta") == campaigns / "a.yaml"
+
+
+async def test_a_campaign_renamed_into_a_later_file_is_not_left_removed(daemon: Daemon) -> None:
+    assert daemon.watcher is not None
+    campaigns = daemon.config.campaign_dir
+    # alpha moves from a.yaml into c.yaml unchanged; a.yaml becomes gamma.
+    (campaigns / "c.yaml").write_text(campaign_yaml("alpha"))
+    (campaigns / "a.yaml").write_text(campaign_yaml("gamma"))
+    await daemon.watcher.reload()
+    assert daemon.watcher.issue_lines() == []
+    for name in ("alpha", "beta", "gamma"):
+        assert daemon.controls.state(name) is RunState.running, name
+        assert not daemon.runners[name].paused, name
+    assert daemon.controls.file("alpha") == campaigns / "c.yaml"
+    # Now the file that holds alpha goes: alpha is removed, nothing else.
+    (campaigns / "c.yaml").unlink()
+    await daemon.watcher.reload()
+    assert daemon.controls.state("alpha") is RunState.removed
+    assert daemon.runners["alpha"].paused
+    assert daemon.controls.state("gamma") is RunState.running
