@@ -261,7 +261,6 @@ def check_final_rows(attempts: list[AttemptRow], leads: list[LeadRow], calls: li
 def check_forbidden_dials(calls: list[CarrierCall], run: RunRecord) -> Verdict:
     """No do-not-call, denied, premium or canary number dialed, nor any number that is no lead."""
     verdict = Verdict("forbidden_dials", "no denied or do-not-call number dialed", True)
-    guarded = 0
     for call in calls:
         rule = run.numbers.forbidden.get(call.number)
         if rule is not None:
@@ -270,8 +269,7 @@ def check_forbidden_dials(calls: list[CarrierCall], run: RunRecord) -> Verdict:
             continue
         if call.number not in run.numbers.campaign_of:
             verdict.violations.append(f"{call.number} dialed, and it is no lead of the run")
-    guarded = len(run.numbers.forbidden)
-    verdict.figures = {"numbers_guarded": guarded}
+    verdict.figures = {"numbers_guarded": len(run.numbers.forbidden)}
     verdict.ok = not verdict.violations
     return verdict
 
