@@ -21,7 +21,12 @@ from dialer.simulation.results import SimulationResult
 from dialer.simulation.scenario import Scenario
 
 # Event kinds, in the order they are handled when they fall on the same instant.
-_RESOLVE, _TALK_END, _WRAP_END, _GRACE_END, _LINE_FREE, _TICK = range(6)
+_RESOLVE, _TALK_END, _WRAP_END, _GRACE_END, _LINE_FREE, _TICK, _FIRST_HOUR = range(7)
+
+FIRST_HOUR = 3600.0
+JUDGED_AFTER = 100
+"""The running abandon rate is judged once this many live answers are in: before that one
+abandon is already several per cent, after it a burst at the start still shows."""
 
 
 @dataclass(slots=True)
@@ -74,6 +79,8 @@ class _Run:
         self.last_change = 0.0
         self.peak_lines = 0
         self.events = 0
+        self.first_hour_busy: float | None = None
+        self.worst_running_rate = 0.0
 
     def _push(self, at: float, kind: int, ref: int) -> None:
         self.seq += 1
@@ -90,6 +97,7 @@ class _Run:
         started = time.perf_counter()
         end = self.scenario.duration
         self._push(0.0, _TICK, 0)
+        self._push(min(FIRST_HOUR, end), _FIRST_HOUR, 0)
         handlers = {
             _RESOLVE: self._resolve,
             _TALK_END: self._talk_end,
@@ -97,6 +105,7 @@ class _Run:
             _GRACE_END: self._grace_end,
             _LINE_FREE: self._line_free,
             _TICK: self._tick,
+            _FIRST_HOUR: self._first_hour,
         }
         heap = self.heap
         while heap and heap[0][0] <= end:
@@ -108,6 +117,15 @@ class _Run:
         for agent in self.busy.values():
             self.busy_seconds += end - agent.bridged_at
         return self._result(end, time.perf_counter() - started)
+
+    def _first_hour(self, now: float, _: int) -> None:
+        self.first_hour_busy = self.busy_seconds + sum(now - a.bridged_at for a in self.busy.values())
+
+    def _record_live(self, now: float, *, abandoned: bool) -> None:
+        self.window.record(now, abandoned=abandoned)
+        live = self.connects + self.abandoned
+        if live >= JUDGED_AFTER:
+            self.worst_running_rate = max(self.worst_running_rate, self.abandoned / live)
 
     # --- pacing -------------------------------------------------------------------------
 
@@ -178,7 +196,7 @@ class _Run:
         if self.waiting.pop(call, None) is None:
             return  # bridged in time
         self.abandoned += 1
-        self.window.record(now, abandoned=True)
+        self._record_live(now, abandoned=True)
         if self.scenario.abandon_message > 0:
             self._push(now + self.scenario.abandon_message, _LINE_FREE, call)
         else:
@@ -194,7 +212,7 @@ class _Run:
         self.waits_total += now - agent.free_since
         self.waits_count += 1
         self.connects += 1
-        self.window.record(now, abandoned=False)
+        self._record_live(now, abandoned=False)
         agent.bridged_at = now
         agent.wrapup_at = None
         self.busy[index] = agent
@@ -229,6 +247,8 @@ class _Run:
     def _result(self, end: float, wall: float) -> SimulationResult:
         agent_seconds = len(self.agents) * end
         live = self.connects + self.abandoned
+        first_hour = min(FIRST_HOUR, end)
+        first_hour_busy = self.first_hour_busy if self.first_hour_busy is not None else self.busy_seconds
         return SimulationResult(
             scenario=self.scenario.name,
             mode=self.policy.mode.value,
@@ -237,6 +257,8 @@ class _Run:
             seed=self.scenario.seed,
             occupancy=self.busy_seconds / agent_seconds if agent_seconds else 0.0,
             abandon_rate=self.abandoned / live if live else 0.0,
+            first_hour_occupancy=first_hour_busy / (len(self.agents) * first_hour) if self.agents else 0.0,
+            worst_running_abandon_rate=self.worst_running_rate,
             attempts=self.attempts,
             live_answered=live,
             abandoned=self.abandoned,

@@ -16,6 +16,11 @@ class SimulationResult:
     """Share of agents' logged-in time spent talking or in wrap-up."""
     abandon_rate: float
     """Abandoned / live answered."""
+    first_hour_occupancy: float
+    """Occupancy over the first hour (or the whole run if shorter): how soon pacing pays."""
+    worst_running_abandon_rate: float
+    """The highest abandoned / live answered seen at any moment once 100 live answers are in:
+    what a rolling window shows during a burst at the start."""
     attempts: int
     live_answered: int
     abandoned: int
