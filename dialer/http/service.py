@@ -16,6 +16,8 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from dialer.http.connection_guard import GuardedH11Protocol
+
 if TYPE_CHECKING:
     from dialer.daemon.server import Daemon
 
@@ -34,6 +36,8 @@ class HttpService:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            # A cap on connections and a deadline for each request (dialer.http.connection_guard).
+            http=GuardedH11Protocol,
         )
         self._bind = bind
         self._port = port
