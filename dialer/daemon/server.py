@@ -361,11 +361,19 @@ class Daemon:
 
     async def _reload(self) -> None:
         self._reload_requested = False
+        # A reload that fails (the database locked by an import past its busy timeout)
+        # is logged and may be asked again; it must never end the main loop.
         if self.config_path is not None:
-            await reload_config(self, self.config_path)
+            try:
+                await reload_config(self, self.config_path)
+            except Exception:
+                log.exception("config.reload_failed")
             self.trunks.configure(self.config.trunk_rates(), self.config.tick_interval, self.clock())
         if self.watcher is not None:
-            await self.watcher.reload()
+            try:
+                await self.watcher.reload()
+            except Exception:
+                log.exception("campaign.reload_failed")
 
     # -- internals ---------------------------------------------------------------
 

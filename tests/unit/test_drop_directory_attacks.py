@@ -63,3 +63,43 @@ async def test_a_campaign_renamed_into_a_later_file_is_not_left_removed(daemon: 
     assert daemon.controls.state("alpha") is RunState.removed
     assert daemon.runners["alpha"].paused
     assert daemon.controls.state("gamma") is RunState.running
+
+
+async def test_a_sighup_while_another_process_holds_the_database_does_not_end_the_daemon(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """`dialer leads import` or a backup holding SQLite's write lock past the busy timeout
+    while ops send SIGHUP after an agent change: the reload fails, the daemon dials on."""
+    import asyncio
+    import sqlite3
+    import time
+
+    import yaml
+
+    assert daemon.config_path is not None
+    data = yaml.safe_load(daemon.config_path.read_text())
+    data["agents"].append({"id": "agent3", "interface": "PJSIP/agent3", "queues": ["sales"]})
+    data["tick_interval"] = 0.05
+    daemon.config_path.write_text(yaml.safe_dump(data))
+    (daemon.config.campaign_dir / "c.yaml").write_text(campaign_yaml("gamma"))
+    holder = sqlite3.connect(tmp_path / "dialer.db", isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, held
+    main = asyncio.create_task(daemon.main_loop())
+    try:
+        daemon.handle_reload()
+        deadline = time.monotonic() + 8  # the store's busy timeout is 5 s
+        while time.monotonic() < deadline and not main.done():
+            await asyncio.sleep(0.1)
+        assert not main.done(), f"the main loop ended: {main.exception()!r}"
+        holder.execute("ROLLBACK")
+        # The campaign directory is still read at the next SIGHUP, and the agents applied.
+        daemon.handle_reload()
+        deadline = time.monotonic() + 8
+        while not ("gamma" in daemon.runners and "agent3" in {a.id for a in daemon.config.agents}):
+            assert time.monotonic() < deadline and not main.done()
+            await asyncio.sleep(0.05)
+    finally:
+        holder.close()
+        daemon.should_exit = True
+        daemon._wake.set()
+        await asyncio.wait_for(asyncio.gather(main, return_exceptions=True), 15)
