@@ -12,6 +12,10 @@ to actions (`dialer.config.campaign_rules.DispositionAction`):
 
 It may come while the call is still up: the lead's fate is written at once
 and the attempt's own end no longer changes it.
+
+The agent's notes are stored with it, and each of the campaign's `webhooks` that wants
+the code gets an outbox row in the same transaction (dialer.store.webhook_outbox), sent
+later by dialer.webhook_dispatcher.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dialer.config.campaign_rules import DispositionAction
 from dialer.config.models import Campaign
 from dialer.core.records import DispositionRequested
 from dialer.store import callbacks as callback_store
+from dialer.store import webhook_outbox
 from dialer.store.schema import GLOBAL_DNC, call_attempts, callbacks, campaigns, dnc_numbers, leads
 from dialer.store.store import Store, StoreError, _naive_utc
 
@@ -51,6 +56,8 @@ class DispositionResult:
     code: str
     action: DispositionAction
     callback_id: int | None = None
+    event_id: str | None = None
+    """The webhook event written with it (dialer.store.webhook_outbox), if a webhook wants the code."""
 
 
 async def apply_disposition(
@@ -63,6 +70,7 @@ async def apply_disposition(
     lead_id: int | None = None,
     callback_at: datetime | None = None,
     agent: str | None = None,
+    notes: str | None = None,
 ) -> DispositionResult:
     """Record `code` on an attempt (or a lead's latest attempt) and apply its action, in one transaction.
 
@@ -73,6 +81,7 @@ async def apply_disposition(
         raise DispositionError("give exactly one of attempt_id and lead_id")
     if callback_at is not None and callback_at.tzinfo is None:
         raise DispositionError("callback_at needs a time zone (e.g. 2026-11-24T15:00:00+01:00)")
+    notes = check_notes(notes)
     try:
         async with store._write() as conn:
             query = select(
@@ -119,7 +128,9 @@ async def apply_disposition(
             await conn.execute(
                 update(call_attempts)
                 .where(call_attempts.c.id == attempt.id)
-                .values(disposition=code, disposition_at=_naive_utc(now), disposition_agent=agent)
+                .values(
+                    disposition=code, disposition_at=_naive_utc(now), disposition_agent=agent, disposition_notes=notes
+                )
             )
             if lead.callback_id:
                 await conn.execute(
@@ -185,9 +196,40 @@ async def apply_disposition(
                         final_reason="dnc" if action is DispositionAction.dnc else code,
                     )
                 )
+            # In this same transaction: a disposition is never committed without its webhook
+            # deliveries, nor they without it.
+            event_id = await webhook_outbox.enqueue(
+                conn,
+                campaign.webhooks,
+                campaign_id=attempt.campaign_id,
+                attempt_id=attempt.id,
+                code=code,
+                action=action.value,
+                agent=agent,
+                notes=notes,
+                callback_at=callback_at,
+                now=now,
+            )
     except StoreError as exc:
         raise DispositionError(f"cannot record the disposition: {exc}") from exc
-    return DispositionResult(attempt.id, attempt.lead_id, campaign.name, code, action, callback_id)
+    return DispositionResult(attempt.id, attempt.lead_id, campaign.name, code, action, callback_id, event_id)
+
+
+MAX_NOTES = 2000
+"""Characters of an agent's notes; they travel in every webhook body."""
+
+
+def check_notes(notes: str | None) -> str | None:
+    """Notes as stored and sent: trimmed, None when empty; too long or holding control
+    characters other than line breaks and tabs is an error."""
+    if notes is None or not notes.strip():
+        return None
+    notes = notes.strip()
+    if len(notes) > MAX_NOTES:
+        raise DispositionError(f"notes: {len(notes)} characters, at most {MAX_NOTES}")
+    if any(not c.isprintable() and c not in "\r\n\t" for c in notes):
+        raise DispositionError("notes: control characters other than line breaks and tabs")
+    return notes
 
 
 def parse_callback_at(text: str) -> datetime:
@@ -221,6 +263,7 @@ async def on_disposition_event(
             now=datetime.fromtimestamp(record.at, UTC),
             callback_at=callback_at,
             agent=record.agent,
+            notes=record.notes,
         )
     except DispositionError as exc:
         log.warning("disposition.rejected", attempt=record.attempt_id, code=record.code, error=str(exc))
@@ -231,5 +274,6 @@ async def on_disposition_event(
         code=result.code,
         action=result.action.value,
         callback=result.callback_id,
+        webhook_event=result.event_id,
     )
     return result

@@ -138,6 +138,7 @@ def to_record(
                     code=(_get(event, "Code") or "").strip().lower(),
                     callback_at=(_get(event, "CallbackAt") or "").strip() or None,
                     agent=(_get(event, "Agent") or "").strip() or None,
+                    notes=(_get(event, "Notes") or "").strip() or None,
                 )
             if kind == "dialeramd":
                 status = (_get(event, "Status") or "").strip().upper() or "NOTSURE"

@@ -25,6 +25,7 @@ COMMANDS = {
     "status": "the running daemon's campaigns, agents and problems",
     "campaign": "start, pause, resume or stop a running campaign",
     "callbacks": "scheduled callbacks",
+    "webhooks": "disposition webhook deliveries and dead letters",
     "dnc": "manage the do-not-call lists",
     "events": "customer events for revisit campaigns",
     "db": "database schema migrations",

@@ -13,6 +13,7 @@ from dialer.config.loader import load_campaign_dir
 from dialer.config.models import Campaign
 from dialer.report import build_report, render_text
 from dialer.store.store import Store, StoreError
+from dialer.webhook_report import add_webhooks, webhooks_text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ async def campaign_report(
         attempts = await store.attempts(campaign_id)
         report = build_report(campaign, await store.leads(campaign_id), attempts)
         await add_survey_and_amd(report, store, campaign_id, attempts, settings, csv_path)
+        await add_webhooks(report, store, campaign_id, settings)
         return report
     finally:
         await store.close()
@@ -45,5 +47,6 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(campaign_report(config.database.url, args.campaign, settings, args.csv))
     except (CommandError, StoreError, OSError) as exc:
         return fail(str(exc))
-    print(json.dumps(report, indent=2) if args.json else render_text(report) + survey_and_amd_text(report))
+    text = render_text(report) + survey_and_amd_text(report) + webhooks_text(report)
+    print(json.dumps(report, indent=2) if args.json else text)
     return 0

@@ -47,6 +47,14 @@ def render(status: dict[str, Any]) -> str:
             else f"ok, {trunk['refusals']} refusal(s)"
         )
         lines.append(f"  trunk {trunk['name']:<14} {trunk['calls_per_second']:g} calls/s, {state}")
+    for hook in status.get("webhooks", []):
+        line = (
+            f"  webhook {hook['campaign']}/{hook['webhook']}: {hook['delivered']} delivered, "
+            f"{hook['pending']} pending, {hook['dead']} dead letter(s)"
+        )
+        if hook["dead"] and hook["last_error"]:
+            line += f" (last error: {hook['last_error']}; `dialer webhooks requeue`)"
+        lines.append(line)
     if status["config_issues"]:
         lines.append("problems in campaign files (the last good version keeps running):")
         lines.extend(f"  {issue}" for issue in status["config_issues"])

@@ -31,6 +31,7 @@ from dialer.config.campaign_rules import (
 from dialer.leads.phone_numbers import check_region
 from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
 from dialer.config.tiers import DEFAULT_TIERS, CampaignTiers, TierConfig, check_ladder
+from dialer.config.webhooks import WebhookConfig, check_webhooks
 
 
 class _Strict(BaseModel):
@@ -322,6 +323,15 @@ class Campaign(_Strict):
     tiers: CampaignTiers = CampaignTiers()
     """Tier sources, routing to dedicated agents, lead order and revisit cadence (docs/tiers.md)."""
     script: str | None = Field(None, max_length=4000, description="what the agent says: shown in the screen pop")
+    webhooks: list[WebhookConfig] = Field([], max_length=16)
+    """HTTP endpoints that get each disposition, signed (dialer.webhook_dispatcher, campaigns/README.md)."""
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks(cls, webhooks: list[WebhookConfig], info: ValidationInfo) -> list[WebhookConfig]:
+        # dispositions is declared above; when it failed its own check, codes are not compared.
+        codes = info.data.get("dispositions")
+        return check_webhooks(webhooks, None if codes is None else set(codes))
 
     @field_validator("dispositions")
     @classmethod

@@ -128,6 +128,8 @@ class DispositionRequested:
     callback_at: str | None
     """As sent: ISO 8601 with an offset, or epoch seconds; parsed by `dialer.dispositions`."""
     agent: str | None
+    notes: str | None = None
+    """What the agent wrote (the UserEvent's `Notes`); sent with the disposition's webhooks."""
 
 
 @dataclass(frozen=True)

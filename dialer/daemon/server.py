@@ -433,7 +433,12 @@ class Daemon:
                 if isinstance(record, _AGENT_RECORDS):
                     agent = self.board.apply(record)
                     if agent is not None and self.store is not None:
-                        await self.store.set_agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))
+                        try:
+                            await self.store.set_agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))
+                        except Exception:
+                            # The stored state is for reports; the call must still learn of its
+                            # agent (a lost AgentConnect would make an answered call abandoned).
+                            log.exception("daemon.agent_state_not_stored", agent=agent.id)
                 if isinstance(record, _CALL_RECORDS):
                     key = record_key(record)
                     for runner in self.runners.values():
@@ -441,7 +446,7 @@ class Daemon:
                             await runner.on_record(record)
                             break
             except Exception:
-                log.exception("daemon.event_failed", event=raw.get("Event"))
+                log.exception("daemon.event_failed", ami_event=raw.get("Event"))  # `event` is structlog's own
 
     async def status(self) -> Status:
         assert self.store is not None

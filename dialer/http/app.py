@@ -32,6 +32,7 @@ from dialer.leads.intake import LeadIntake, LeadRefused
 from dialer.metrics import CONTENT_TYPE
 from dialer.screen_pop import for_attempt as screen_pop_for_attempt
 from dialer.store.callbacks import list_callbacks
+from dialer.store.webhook_outbox import summary as webhook_summary
 from dialer.store.store import StoreError
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
             campaigns=[await campaign_out(n) for n in daemon.controls.known()],
             config_issues=daemon.watcher.issue_lines() if daemon.watcher else [],
             trunks=[s.TrunkOut(**vars(t)) for t in daemon.trunks.views(daemon.clock())],
+            webhooks=[s.WebhookOut(**row) for row in await webhook_summary(daemon.store)] if daemon.store else [],
         )
 
     @api.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
@@ -423,9 +425,12 @@ def build_app(daemon: "Daemon") -> FastAPI:
                 lead_id=body.lead_id,
                 callback_at=body.callback_at,
                 agent=body.agent,
+                notes=body.notes,
             )
         except DispositionError as exc:
             raise ApiError(422, str(exc)) from None
+        if result.event_id and daemon.webhooks is not None:
+            daemon.webhooks.wake()
         return s.DispositionOut(
             attempt_id=result.attempt_id,
             lead_id=result.lead_id,
@@ -433,6 +438,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
             code=result.code,
             action=result.action.value,
             callback_id=result.callback_id,
+            webhook_event_id=result.event_id,
         )
 
     @api.get("/callbacks", response_model=list[s.CallbackOut], tags=["dispositions"])

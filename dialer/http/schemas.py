@@ -100,6 +100,17 @@ class TrunkOut(BaseModel):
     last_error: str | None
 
 
+class WebhookOut(BaseModel):
+    campaign: str
+    webhook: str
+    delivered: int
+    pending: int
+    dead: int
+    """Dead letters: every allowed try failed; `dialer webhooks requeue` sends them again."""
+    failed_tries: int
+    last_error: str | None
+
+
 class StatusOut(BaseModel):
     ami_connected: bool
     draining: bool
@@ -111,6 +122,8 @@ class StatusOut(BaseModel):
     """`file:line: field: message` of every campaign file the daemon could not take."""
     trunks: list[TrunkOut] = []
     """Each trunk in use or configured: its calls-per-second limit and failure backoff."""
+    webhooks: list[WebhookOut] = []
+    """Per campaign and webhook: deliveries and dead letters (dialer.webhook_dispatcher)."""
 
 
 class AgentOut(BaseModel):
@@ -215,6 +228,9 @@ class DispositionIn(_In):
     code: str = Field(pattern=NAME_PATTERN, description="a disposition code of the campaign, e.g. sale")
     callback_at: AwareDatetime | None = Field(None, description="for a callback: when, with a UTC offset")
     agent: str | None = Field(None, pattern=NAME_PATTERN)
+    notes: str | None = Field(
+        None, max_length=2000, description="what the agent found; stored, and sent with the campaign's webhooks"
+    )
 
 
 class DispositionOut(BaseModel):
@@ -224,6 +240,8 @@ class DispositionOut(BaseModel):
     code: str
     action: str
     callback_id: int | None
+    webhook_event_id: str | None = None
+    """The id the campaign's webhooks get this disposition under (X-Dialer-Event-Id); none wants it: null."""
 
 
 class CallbackOut(BaseModel):

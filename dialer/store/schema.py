@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -211,3 +212,34 @@ Index("ix_leads_customer", leads.c.customer_id)
 # A PBX fault (Asterisk restart, AMI lost with the call up) ended the call after the
 # customer answered (migration 0006_cut_short): the lead is due again, not closed.
 call_attempts.append_column(Column("cut_short", Boolean, nullable=False, default=False, server_default=false()))
+
+# Disposition webhooks (migration 0008_webhooks): what the agent wrote with the disposition,
+# and the outbox. One outbox row per disposition and endpoint, written in the disposition's
+# own transaction (dialer.dispositions) so that none is lost; `body` is the exact JSON sent
+# on every try, `event_id` the disposition's id the receiver deduplicates by. States:
+# dialer.core.webhook_delivery.OutboxState.
+call_attempts.append_column(Column("disposition_notes", Text))
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("attempt_id", String(64), ForeignKey("call_attempts.id"), nullable=False),
+    Column("webhook", String(64), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("secret_source", String(300), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("tries", Integer, nullable=False, server_default="0"),
+    Column("failed_tries", Integer, nullable=False, server_default="0"),
+    Column("next_try_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_try_at", DateTime),
+    Column("delivered_at", DateTime),
+    Column("last_status", Integer),
+    Column("last_error", String(300)),
+    UniqueConstraint("event_id", "webhook", name="uq_webhook_outbox_event_webhook"),
+)
+Index("ix_webhook_outbox_due", webhook_outbox.c.state, webhook_outbox.c.next_try_at)
+Index("ix_webhook_outbox_campaign", webhook_outbox.c.campaign_id, webhook_outbox.c.state)

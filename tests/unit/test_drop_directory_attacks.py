@@ -103,3 +103,80 @@ async def test_a_sighup_while_another_process_holds_the_database_does_not_end_th
         daemon.should_exit = True
         daemon._wake.set()
         await asyncio.wait_for(asyncio.gather(main, return_exceptions=True), 15)
+
+
+async def test_an_agent_taking_a_call_while_the_database_is_locked_still_bridges_the_call(
+    daemon: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's state is written to the store before the call learns of its agent: a
+    locked database (past the busy timeout) lost the bridge, and the answered call would
+    end as abandoned, counted in the abandon rate."""
+    import asyncio
+    import sqlite3
+
+    from dialer.core import records as r
+
+    runner = daemon.runners["alpha"]
+    seen: list[object] = []
+
+    async def spy(record: r.CallRecord) -> None:
+        seen.append(record)
+
+    monkeypatch.setattr(runner, "owns", lambda key: key == "attempt-1")
+    monkeypatch.setattr(runner, "on_record", spy)
+    events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
+    daemon.ami.events = events  # type: ignore[union-attr]
+    holder = sqlite3.connect(tmp_path / "dialer.db", isolation_level=None, timeout=0)
+    holder.execute("BEGIN IMMEDIATE")  # held past the store's 5 s busy timeout
+    consumer = asyncio.create_task(daemon._consume_events())
+    try:
+        events.put_nowait(
+            ({"Event": "AgentConnect", "Uniqueid": "attempt-1", "Queue": "sales", "Interface": "PJSIP/agent1"}, 1.0)
+        )
+        for _ in range(300):
+            if seen or consumer.done():
+                break
+            await asyncio.sleep(0.05)
+        assert not consumer.done(), repr(consumer.exception())
+        assert [type(x) for x in seen] == [r.AgentConnected]
+    finally:
+        holder.close()
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_an_event_whose_handling_fails_does_not_deafen_the_daemon(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure was logged with `event=` as a field, which structlog takes as its own
+    first argument: the TypeError ended the event consumer and the daemon heard no
+    further AMI event (no hangup, no bridge) until restarted."""
+    import asyncio
+
+    from dialer.core import records as r
+
+    runner = daemon.runners["alpha"]
+    seen: list[object] = []
+
+    async def failing_once(record: r.CallRecord) -> None:
+        seen.append(record)
+        if len(seen) == 1:
+            raise RuntimeError("a defect in one event's handling")
+
+    monkeypatch.setattr(runner, "owns", lambda key: key.startswith("attempt-"))
+    monkeypatch.setattr(runner, "on_record", failing_once)
+    events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
+    daemon.ami.events = events  # type: ignore[union-attr]
+    consumer = asyncio.create_task(daemon._consume_events())
+    try:
+        for n in (1, 2):
+            events.put_nowait(({"Event": "Newchannel", "Uniqueid": f"attempt-{n}", "Channel": "PJSIP/x-1"}, 1.0))
+        for _ in range(100):
+            if len(seen) == 2 or consumer.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not consumer.done(), repr(consumer.exception())
+        assert len(seen) == 2
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
