@@ -35,6 +35,7 @@ from dialer.metrics import DaemonMetrics
 from dialer.ivr.service import IvrService, IvrSetupError
 from dialer.store.store import Store
 from dialer.store.survey_store import SurveyStore
+from dialer.webhook_dispatcher import WebhookDispatcher
 
 log = structlog.get_logger("dialer.daemon")
 
@@ -129,6 +130,8 @@ class Daemon:
         self.runners = RunnerTable()
         self.reconciler: Reconciler | None = None
         self.ivr: IvrService | None = None
+        self.webhooks: WebhookDispatcher | None = None
+        """Sends the disposition webhooks' outbox; runs until the very end, the drain included."""
         self._stop_ami = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -356,6 +359,11 @@ class Daemon:
             await self.watcher.reload()
             self._tasks.append(asyncio.create_task(self.watcher.run(self._stop_watch), name="campaign-watcher"))
         self.controls.apply()
+        self.webhooks = WebhookDispatcher(
+            self.store, lambda: {n: x.campaign for n, x in self.runners.items()}, clock=self.clock
+        )
+        # Never set: the task is cancelled with the others once the drain is over.
+        self._tasks.append(asyncio.create_task(self.webhooks.run(asyncio.Event()), name="webhooks"))
         if self.config.http is not None:
             self.http = await start_http(self)
 
@@ -429,7 +437,11 @@ class Daemon:
                     for runner in list(self.runners.values()):
                         runner.pbx_shutdown(record)
                 if isinstance(record, r.DispositionRequested) and self.store is not None:
-                    await on_disposition_event(self.store, {n: x.campaign for n, x in self.runners.items()}, record)
+                    applied = await on_disposition_event(
+                        self.store, {n: x.campaign for n, x in self.runners.items()}, record
+                    )
+                    if applied is not None and applied.event_id and self.webhooks is not None:
+                        self.webhooks.wake()
                 if isinstance(record, _AGENT_RECORDS):
                     agent = self.board.apply(record)
                     if agent is not None and self.store is not None:
