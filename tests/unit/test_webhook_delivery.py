@@ -113,3 +113,25 @@ def test_only_2xx_counts_as_delivered() -> None:
         204,
         299,
     ]
+
+
+def test_the_receiver_example_in_the_campaign_readme_verifies_our_signatures() -> None:
+    """campaigns/README.md shows receivers how to verify; that code must agree with ours."""
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "campaigns" / "README.md").read_text()
+    section = readme[readme.index("**Verifying it.**") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(code.group(1), namespace)
+    verified = namespace["verified"]
+    now = int(time.time())
+    header = signature(SECRET, BODY, now)
+    assert verified(SECRET, BODY, header)  # type: ignore[operator]
+    assert not verified(SECRET, BODY + b"x", header)  # type: ignore[operator]
+    assert not verified(b"wrong-secret-0123456", BODY, header)  # type: ignore[operator]
+    assert not verified(SECRET, BODY, signature(SECRET, BODY, now - 600))  # type: ignore[operator]
+    assert not verified(SECRET, BODY, "v1=" + header.split("v1=")[1])  # type: ignore[operator]

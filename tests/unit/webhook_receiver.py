@@ -50,15 +50,18 @@ class Receiver:
     huge_bytes_sent: int = 0
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/dispositions"
 
     async def start(self) -> None:
+        self._release = asyncio.Event()
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
+        self._release.set()
         if self._server is not None:
             self._server.close()
             for writer in list(self._writers):
@@ -93,7 +96,8 @@ class Receiver:
     async def _answer(self, writer: asyncio.StreamWriter, headers: dict[str, str]) -> bool:
         """Answer one request; False to drop the connection."""
         if self.mode == "black_hole":
-            await asyncio.Event().wait()  # until the sender gives up or the server stops
+            await self._release.wait()  # until the server stops; the sender may give up before
+            return False
         if self.mode == "drip":
             for byte in b"HTTP/1.1 200 OK\r\n":
                 writer.write(bytes([byte]))
