@@ -257,16 +257,25 @@ class Daemon:
             self.notifier.watchdog(time.monotonic())
             now = self.clock()
             for runner in self.runners.values():
-                await runner.tick(now)
+                try:
+                    await runner.tick(now)
+                except Exception:
+                    # The database locked for a while: the next turn writes what this one could not.
+                    log.exception("campaign.tick_failed", campaign=runner.campaign.name)
             await self._sleep(0.2)
         for runner in self.runners.values():
-            await runner.wait_sends()
-            # Calls still up are left to Asterisk with their leads leased; the next
-            # start adopts them (dialer.daemon.reconcile): never up and due at once.
-            left = await runner.abort_live(self.clock())
+            try:
+                await runner.wait_sends()
+                # Calls still up are left to Asterisk with their leads leased; the next
+                # start adopts them (dialer.daemon.reconcile): never up and due at once.
+                left = await runner.abort_live(self.clock())
+                if left:
+                    log.warning("daemon.calls_left_up", campaign=runner.campaign.name, count=left)
+            except Exception:
+                # What could not be closed now stays open for the next start's reconciliation,
+                # as after a kill -9; the other campaigns and the agents are still seen to.
+                log.exception("daemon.drain_failed", campaign=runner.campaign.name)
             await runner.tiers.close()
-            if left:
-                log.warning("daemon.calls_left_up", campaign=runner.campaign.name, count=left)
         if self.ivr is not None:
             await self.ivr.stop()
         await self._log_agents_out()

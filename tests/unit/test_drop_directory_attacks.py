@@ -180,3 +180,46 @@ async def test_an_event_whose_handling_fails_does_not_deafen_the_daemon(
     finally:
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
+
+
+async def test_a_database_error_during_the_drain_does_not_abandon_the_stop(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the database is locked (an import past the busy timeout): a tick that
+    fails during the drain is tried again, and one campaign whose calls cannot be closed
+    does not keep the others from closing theirs nor the agents from leaving their queues."""
+    from dialer.daemon.campaign_runner import CampaignRunner
+    from dialer.store.store import StoreError
+
+    locked = StoreError("database write failed: database is locked")
+    ticks: list[str] = []
+    aborted: list[str] = []
+    busy = {"alpha": True, "beta": True}
+    monkeypatch.setattr(CampaignRunner, "busy", property(lambda self: busy[self.campaign.name]))
+
+    async def tick(self: CampaignRunner, now: float) -> None:
+        ticks.append(self.campaign.name)
+        if ticks.count(self.campaign.name) <= 2:
+            raise locked  # the lock is held for the first two turns
+        busy[self.campaign.name] = False
+
+    async def abort_live(self: CampaignRunner, now: float) -> int:
+        aborted.append(self.campaign.name)
+        if self.campaign.name == "alpha":
+            raise locked
+        return 0
+
+    monkeypatch.setattr(CampaignRunner, "tick", tick)
+    monkeypatch.setattr(CampaignRunner, "abort_live", abort_live)
+    async def close() -> None:
+        pass
+
+    monkeypatch.setattr(daemon.ami, "close", close, raising=False)
+    daemon.drain_timeout = 10
+    await daemon.shutdown()
+    assert ticks.count("alpha") == 3 and ticks.count("beta") == 3
+    assert aborted == ["alpha", "beta"]
+    removed = [a for a in daemon.ami.sent if a["Action"] == "QueueRemove"]  # type: ignore[union-attr]
+    assert {(a["Queue"], a["Interface"]) for a in removed} == {
+        ("sales", "PJSIP/agent1"), ("sales", "PJSIP/agent2"), ("vip", "PJSIP/agent2")
+    }
