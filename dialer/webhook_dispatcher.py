@@ -115,6 +115,9 @@ class WebhookDispatcher:
                     await self.dispatch_due()
                 except StoreError as exc:
                     log.warning("webhook.outbox_unreadable", error=str(exc))
+                except Exception:
+                    # Whatever it was, deliveries must not stop for the rest of the daemon's life.
+                    log.exception("webhook.dispatch_failed")
                 self._wake.clear()
                 waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                 try:

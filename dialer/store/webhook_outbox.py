@@ -238,7 +238,8 @@ async def record_try(
         "next_try_at": _naive_utc(transition.next_try_at) if transition.next_try_at else None,
         "last_try_at": _naive_utc(now),
         "last_status": status,
-        "last_error": error[:MAX_ERROR_CHARS] if error else None,
+        # From a receiver's answer at times (a Location, a protocol error): shown on terminals.
+        "last_error": "".join(c if c.isprintable() else "?" for c in error[:MAX_ERROR_CHARS]) if error else None,
     }
     if not failed:
         values["delivered_at"] = _naive_utc(now)

@@ -480,3 +480,70 @@ async def test_the_current_campaign_settings_win_over_the_queued_url(store: Stor
     finally:
         await dispatcher.close()
     assert len(receiver.answered_ok) == 2
+
+
+async def test_a_receivers_control_characters_never_reach_the_stored_error(store: Store) -> None:
+    """`dialer webhooks list` prints last_error on a terminal: a hostile Location must not drive it."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 302 Found\r\nLocation: http://x/\x9b2J\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    settings = campaign(f"http://127.0.0.1:{port}/hook")
+    await queue(store, settings)
+    dispatcher = WebhookDispatcher(store, lambda: {"revisit": settings})
+    try:
+        rows = await drain(dispatcher, store, lambda rows: rows[0]["tries"] >= 1, seconds=5)
+    finally:
+        await dispatcher.close()
+        server.close()
+        await server.wait_closed()
+    error = rows[0]["last_error"]
+    assert error and error.isprintable() and "\x9b" not in error and "redirect" in error, error
+
+
+async def test_the_cli_lists_dead_letters_and_requeues_them(
+    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dialer.cli.main import main
+    from dialer.cli.status import render
+
+    config = tmp_path / "dialer.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ami": [{"username": "dialer", "secret": "x"}],
+                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'dialer.db'}"},
+                "campaign_dir": str(tmp_path),
+            }
+        )
+    )
+    settings = campaign("http://127.0.0.1:9/never")
+    [event_id] = await queue(store, settings)
+    async with store._write() as conn:
+        await conn.execute(update(outbox_table).values(state="dead", tries=12, failed_tries=12, last_error="HTTP 503"))
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["webhooks", "list", "--dead", "--json", "--config", str(config)]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["event_id"], listed["state"], listed["tries"], listed["last_error"]) == (event_id, "dead", 12, "HTTP 503")
+    assert await asyncio.to_thread(main, ["webhooks", "list", "--config", str(config)]) == 0
+    assert event_id in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["webhooks", "requeue", "--config", str(config)]) == 2
+    assert "name the deliveries" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["webhooks", "requeue", str(listed["id"] + 7), "--config", str(config)]) == 1
+    assert "not dead letters" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["webhooks", "requeue", str(listed["id"]), "--config", str(config)]) == 0
+    assert "1 dead letter(s) queued again" in capsys.readouterr().out
+    [row] = await outbox_rows(store)
+    assert (row["state"], row["tries"], row["failed_tries"]) == ("pending", 0, 12)
+    status = {
+        "ami_connected": True, "agents_logged_in": 0, "agents_busy": 0, "uptime_seconds": 1, "draining": False,
+        "campaigns": [], "config_issues": [], "trunks": [],
+        "webhooks": [{"campaign": "revisit", "webhook": "crm", "delivered": 3, "pending": 0, "dead": 2,
+                      "failed_tries": 24, "last_error": "HTTP 503"}],
+    }
+    assert "webhook revisit/crm: 3 delivered, 0 pending, 2 dead letter(s) (last error: HTTP 503" in render(status)
