@@ -9,12 +9,17 @@ import os
 import re
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 WEBHOOK_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_URL_LENGTH = 2000
+CREDENTIAL_QUERY_NAMES = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "secret", "password", "passwd", "pwd", "auth", "sig",
+     "signature"}
+)
+"""Query parameters refused in a webhook URL: what they hold would be logged and listed."""
 
 
 class WebhookSecretUnavailable(LookupError):
@@ -39,6 +44,11 @@ def check_webhook_url(url: str) -> str:
     # The URL is logged and shown by `dialer webhooks list`: a password in it would leak there.
     if "@" in parts.netloc:
         raise ValueError("must not hold credentials (user:password@); the receiver checks the signature instead")
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower().replace("-", "_") in CREDENTIAL_QUERY_NAMES:
+            raise ValueError(
+                f"query parameter {name[:40]!r} looks like a credential; the receiver checks the signature instead"
+            )
     if parts.fragment or url.endswith("#"):
         raise ValueError("must not hold a fragment (#...)")
     if port == 0:

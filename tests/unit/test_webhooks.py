@@ -118,6 +118,8 @@ def _load(tmp_path: Path, hook: dict[str, Any]) -> str:
         ("file:///etc/passwd", "http:// or https://"),
         ("https://user:pw@crm.example/x", "credentials"),
         ("https://token@crm.example/x", "credentials"),
+        ("https://crm.example/x?api_key=abc", "looks like a credential"),
+        ("https://crm.example/x?a=1&Access-Token=abc", "looks like a credential"),
         ("https:///nohost", "names no host"),
         ("https://crm.example/x#frag", "fragment"),
         ("https://crm.example/a b", "spaces"),
@@ -547,3 +549,14 @@ async def test_the_cli_lists_dead_letters_and_requeues_them(
                       "failed_tries": 24, "last_error": "HTTP 503"}],
     }
     assert "webhook revisit/crm: 3 delivered, 0 pending, 2 dead letter(s) (last error: HTTP 503" in render(status)
+
+
+def test_the_ami_userevent_carries_the_agents_notes() -> None:
+    from dialer.ami.events import to_record
+
+    event = {"Event": "UserEvent", "UserEvent": "DialerDisposition", "Attempt": "ab12", "Code": "Complaint",
+             "Agent": "agent1", "Notes": "  boiler leaks  "}
+    record = to_record(event, 1000.0)
+    assert isinstance(record, r.DispositionRequested)
+    assert (record.code, record.notes) == ("complaint", "boiler leaks")
+    assert to_record({**event, "Notes": "  "}, 1000.0).notes is None  # type: ignore[union-attr]
