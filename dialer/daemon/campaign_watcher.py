@@ -47,6 +47,7 @@ from dialer.config.loader import YAML_SUFFIXES, ConfigError, ConfigIssue, load_c
 from dialer.config.models import AgentConfig, Campaign, DialerConfig
 from dialer.config.yaml_loader import FileStamp, file_stamp
 from dialer.core.agents import AgentBoard
+from dialer.ivr.settings import OnMachine
 
 if TYPE_CHECKING:
     from dialer.daemon.server import Daemon
@@ -231,6 +232,9 @@ class CampaignWatcher:
                     raise ConfigError(
                         [ConfigIssue(file, None, "name", f"campaign {campaign.name!r} is also defined in {owner}")]
                     )
+                unprepared = self._unprepared(campaign, file)
+                if unprepared:
+                    raise ConfigError(unprepared)
             except ConfigError as exc:
                 self._report(file, exc.issues)
                 if file in self.good:
@@ -260,6 +264,34 @@ class CampaignWatcher:
         for file in [f for f in self.issues if f not in files]:
             del self.issues[file]
         daemon.controls.apply()
+
+    def _unprepared(self, campaign: Campaign, file: Path) -> list[ConfigIssue]:
+        """What an enabled campaign needs that the daemon prepares only when it starts.
+
+        Flows are loaded, and texts rendered, at the start (`IvrService.prepare`). Started
+        without them, an IVR campaign dialed customers only to hang up on each answered
+        call (no flow over FastAGI), and an abandon text played the generic sound instead.
+        """
+        if not campaign.enabled:
+            return []
+        ivr = self._daemon.ivr
+        flows = ivr.flows if ivr is not None else {}
+        messages = ivr.messages if ivr is not None else {}
+        later = "restart the daemon to dial this campaign"
+        issues = []
+        if campaign.ivr and campaign.ivr not in flows:
+            issues.append(ConfigIssue(
+                file, None, "ivr", f"flow {campaign.ivr!r} was not loaded when the daemon started; {later}"
+            ))
+        texts = [("abandon_text", campaign.abandon_text)]
+        if campaign.amd.enabled and campaign.amd.on_machine is OnMachine.leave_message:
+            texts.append(("amd.message", campaign.amd.message))
+        for field_name, text in texts:
+            if text and text not in messages:
+                issues.append(ConfigIssue(
+                    file, None, field_name, f"this text was not rendered to sound when the daemon started; {later}"
+                ))
+        return issues
 
     async def _apply(self, campaign: Campaign, file: Path, *, started: bool) -> None:
         daemon = self._daemon
