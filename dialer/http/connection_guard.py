@@ -75,6 +75,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def _read_too_slow(self) -> None:
         self._deadline = None
+        if self.transport.get_protocol() is not self:
+            return  # upgraded (a WebSocket): no longer an HTTP request being read
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete and not cycle.more_body:
             return  # read whole; the app is answering
