@@ -83,6 +83,7 @@ class _DaemonCollector(Collector):
         yield from self._agents()
         yield from self._ami()
         yield from self._trunks()
+        yield from self._webhooks()
 
     def _calls(self) -> Iterator[Any]:
         placed = CounterMetricFamily("dialer_calls_placed", "Calls placed (attempts)", labels=["campaign", "tier"])
@@ -179,3 +180,24 @@ class _DaemonCollector(Collector):
             refusals.add_metric([trunk.name], trunk.refusals)
             cps.add_metric([trunk.name], trunk.calls_per_second)
         yield from (backed_off, refusals, cps)
+
+    def _webhooks(self) -> Iterator[Any]:
+        dispatcher = self.daemon.webhooks
+        if dispatcher is None:
+            return
+        labels = ["campaign", "webhook"]
+        families = (
+            (CounterMetricFamily("dialer_webhook_delivered", "Webhook deliveries a receiver took (2xx), since start",
+                                 labels=labels), dispatcher.delivered),
+            (CounterMetricFamily("dialer_webhook_failed_tries", "Webhook tries that failed, since start",
+                                 labels=labels), dispatcher.failed_tries),
+            (CounterMetricFamily("dialer_webhook_dead_letters", "Webhook deliveries given up on, since start",
+                                 labels=labels), dispatcher.dead),
+        )
+        for family, counts in families:
+            for (campaign, webhook), count in sorted(counts.items()):
+                family.add_metric([campaign, webhook], count)
+            yield family
+        in_flight = GaugeMetricFamily("dialer_webhook_in_flight", "Webhook tries under way")
+        in_flight.add_metric([], dispatcher.in_flight)
+        yield in_flight

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,9 +97,10 @@ class WebhookDispatcher:
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             headers={"User-Agent": f"dialer/{__version__} webhooks", "Content-Type": "application/json"},
         )
-        self.delivered = 0
-        self.failed_tries = 0
-        self.dead = 0
+        # Since the daemon started, per (campaign, webhook): for /metrics.
+        self.delivered: Counter[tuple[str, str]] = Counter()
+        self.failed_tries: Counter[tuple[str, str]] = Counter()
+        self.dead: Counter[tuple[str, str]] = Counter()
 
     def wake(self) -> None:
         """Look at the outbox now (a disposition was just written, or a try ended)."""
@@ -177,15 +179,16 @@ class WebhookDispatcher:
                 delivery=delivery.id, event_id=delivery.event_id, campaign=delivery.campaign,
                 webhook=delivery.webhook, tries=transition.tries, status=status,
             )
+            key = (delivery.campaign, delivery.webhook)
             if ok:
-                self.delivered += 1
+                self.delivered[key] += 1
                 log.info("webhook.delivered", **fields)
             elif transition.state is wd.OutboxState.dead:
-                self.failed_tries += 1
-                self.dead += 1
+                self.failed_tries[key] += 1
+                self.dead[key] += 1
                 log.error("webhook.dead_letter", error=error, written=written, **fields)
             else:
-                self.failed_tries += 1
+                self.failed_tries[key] += 1
                 log.warning(
                     "webhook.try_failed", error=error, next_try_at=transition.next_try_at.isoformat()
                     if transition.next_try_at else None, **fields,

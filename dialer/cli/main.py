@@ -27,6 +27,7 @@ COMMANDS = {
     "callbacks": "scheduled callbacks",
     "webhooks": "disposition webhook deliveries and dead letters",
     "dnc": "manage the do-not-call lists",
+    "desk": "agent desk and supervisor page users",
     "events": "customer events for revisit campaigns",
     "db": "database schema migrations",
     "sandbox": "the bundled sandbox: a real Asterisk with simulated phones",

@@ -297,6 +297,9 @@ def _resolve_paths(config: DialerConfig, base: Path) -> DialerConfig:
     )
     if config.http is not None and config.http.token_file is not None:
         update["http"] = config.http.model_copy(update={"token_file": _under(base, config.http.token_file)})
+    if config.http is not None and config.http.desk_users_file is not None:
+        http = update.get("http", config.http)
+        update["http"] = http.model_copy(update={"desk_users_file": _under(base, http.desk_users_file)})
     if DATABASE_URL_ENV not in os.environ:
         url = _resolve_sqlite_url(config.database.url, base)
         update["database"] = config.database.model_copy(update={"url": url})

@@ -116,6 +116,11 @@ class HttpConfig(_Strict):
     metrics_need_token: bool = Field(
         False, description="ask for the token on /metrics too (health checks never need it)"
     )
+    desk_users_file: Path | None = Field(
+        None,
+        description="agents' and supervisors' hashed secrets (`dialer desk set-secret`); "
+        "with it the daemon serves /desk and keeps agents in wrap-up after each call",
+    )
 
     @model_validator(mode="after")
     def _one_token_source(self) -> "HttpConfig":
@@ -323,6 +328,9 @@ class Campaign(_Strict):
     tiers: CampaignTiers = CampaignTiers()
     """Tier sources, routing to dedicated agents, lead order and revisit cadence (docs/tiers.md)."""
     script: str | None = Field(None, max_length=4000, description="what the agent says: shown in the screen pop")
+    wrapup_limit: float = Field(
+        120.0, ge=1, le=3600, description="seconds an agent may stay in wrap-up after a call (agent desk) before ready"
+    )
     webhooks: list[WebhookConfig] = Field([], max_length=16)
     """HTTP endpoints that get each disposition, signed (dialer.webhook_dispatcher, campaigns/README.md)."""
 

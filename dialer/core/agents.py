@@ -25,6 +25,7 @@ class AgentState:
     ringing_for: str | None = None  # attempt id of a call ringing this phone
     on_call: str | None = None  # attempt id of the call bridged to this agent
     busy_since: float | None = None
+    wrapup_since: float | None = None  # after-call work on the agent desk (paused in the queue meanwhile)
 
     @property
     def free(self) -> bool:
@@ -33,6 +34,7 @@ class AgentState:
             and not self.paused
             and self.on_call is None
             and self.ringing_for is None
+            and self.wrapup_since is None
             and self.device_status in _FREE_DEVICE_STATES
         )
 
@@ -44,6 +46,8 @@ class AgentState:
             return "talking"
         if self.ringing_for:
             return "ringing"
+        if self.wrapup_since is not None:
+            return "wrapup"
         if self.paused:
             return "paused"
         return "free" if self.free else "busy"

@@ -283,6 +283,10 @@ class CampaignStats:
         self._wrapup.append(seconds)
         self._busy_new += 1
 
+    def wrapup_samples(self) -> tuple[float, ...]:
+        """The wrap-up times learned so far, oldest first (the supervisor page shows them)."""
+        return tuple(self._wrapup)
+
     def estimates(self, min_samples: int = 30) -> CampaignEstimates | None:
         """Current estimates, or None until `min_samples` attempts and enough answers and
         finished calls are seen to say anything (a cold start)."""

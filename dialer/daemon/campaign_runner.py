@@ -91,6 +91,9 @@ class CampaignRunner:
         """Set by the daemon: IVR/AMD variables and rendered messages (dialer.ivr.service)."""
         self.board_synced = True
         """False while the daemon re-reads the queues' members after a login."""
+        self.wrapup_from_desk = False
+        """True when agents end their wrap-up on the agent desk, which teaches the pacing
+        each measured wrap-up (dialer.daemon.desk); else wrap-up is taken as 0."""
         self.paused = False
         self._sends: set[asyncio.Task[None]] = set()
         self.tiers = TierDialing(store, board)
@@ -119,6 +122,11 @@ class CampaignRunner:
             agents_free=sum(1 for a in members if a.free),
             busy_agents=tuple(
                 BusyAgent(elapsed=max(0.0, now - a.busy_since)) for a in members if a.busy_since is not None
+            )
+            + tuple(
+                BusyAgent(elapsed=0.0, in_wrapup=True, wrapup_elapsed=max(0.0, now - a.wrapup_since))
+                for a in members
+                if a.wrapup_since is not None and a.busy_since is None
             ),
             ringing=tuple(
                 max(0.0, now - a.dialed_at)
@@ -159,8 +167,9 @@ class CampaignRunner:
             self.abandon_window.record(ended, abandoned=outcome == "abandoned")
         if bridged is not None:
             self.stats.observe_talk(max(0.0, ended - bridged))
-            # Wrap-up is the queue's wrapuptime, 0 in the shipped queues.conf.
-            self.stats.observe_wrapup(0.0)
+            if not self.wrapup_from_desk:
+                # Wrap-up is the queue's wrapuptime, 0 in the shipped queues.conf.
+                self.stats.observe_wrapup(0.0)
 
     async def restore_memory(self, now: float) -> None:
         """Rebuild the statistics and abandon window from stored attempts after a restart."""

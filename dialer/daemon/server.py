@@ -25,6 +25,7 @@ from dialer.core.agents import AgentBoard
 from dialer.core.attempt import record_key
 from dialer.core.trunks import Trunks
 from dialer.daemon.campaign_runner import CampaignRunner
+from dialer.daemon.desk import Desk
 from dialer.daemon.reconcile import Reconciler
 from dialer.daemon.runner_table import RunnerTable
 from dialer.dispositions import on_disposition_event
@@ -124,6 +125,8 @@ class Daemon:
         self.store: Store | None = None
         self.ami: AmiGateway | None = None
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
+        self.desk = Desk(self) if config.http is not None and config.http.desk_users_file is not None else None
+        """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
         self.trunks = Trunks(config.trunk_rates(), config.tick_interval)
         """One calls-per-second limit and failure backoff per trunk, shared by every campaign on it."""
         # Walked across awaits while the watcher and the API add to it (runner_table).
@@ -192,6 +195,7 @@ class Daemon:
             )
             runner.tiers.set_ladder(self.config.tiers)
             runner.number_region = self.config.default_region
+            runner.wrapup_from_desk = self.desk is not None
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
         await self._start_ivr()
@@ -287,6 +291,8 @@ class Daemon:
             if isinstance(result, Exception):
                 log.error("daemon.task_failed", task=task.get_name(), error=repr(result))
         self._tasks.clear()
+        if self.desk is not None:
+            await self.desk.close()
         if self.http is not None:
             await self.http.stop()
         if self.ami is not None:
@@ -331,6 +337,7 @@ class Daemon:
         )
         runner.tiers.set_ladder(self.config.tiers)
         runner.number_region = self.config.default_region
+        runner.wrapup_from_desk = self.desk is not None
         await runner.restore_memory(self.clock())
         if self.ivr is not None:
             runner.dialplan_variables = self.ivr.variables(campaign)
@@ -453,6 +460,8 @@ class Daemon:
                         self.webhooks.wake()
                 if isinstance(record, _AGENT_RECORDS):
                     agent = self.board.apply(record)
+                    if agent is not None and self.desk is not None:
+                        self.desk.on_agent_record(agent, record, at)
                     if agent is not None and self.store is not None:
                         try:
                             await self.store.set_agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))

@@ -18,6 +18,7 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +29,7 @@ from dialer.daemon.campaign_watcher import ControlError
 from dialer.dispositions import DispositionError, apply_disposition
 from dialer.http import schemas as s
 from dialer.http.body_limit import MAX_BODY_BYTES, BodyLimit
+from dialer.http.desk_pages import STATIC_DIR, DeskError, DeskHeaders, desk_error_response, desk_router
 from dialer.leads.intake import LeadIntake, LeadRefused
 from dialer.metrics import CONTENT_TYPE
 from dialer.screen_pop import for_attempt as screen_pop_for_attempt
@@ -76,6 +78,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodyLimit)
+    app.add_middleware(DeskHeaders)
     bearer = HTTPBearer(auto_error=False, description="the token of http.token / token_file / token_env")
 
     def authorised(credentials: HTTPAuthorizationCredentials | None) -> None:
@@ -451,4 +454,9 @@ def build_app(daemon: "Daemon") -> FastAPI:
         return [s.CallbackOut(**dataclasses.asdict(c)) for c in found]
 
     app.include_router(api)
+
+    # -- the agent desk and the supervisor's wall (dialer.http.desk_pages, issue 14) ------------
+    app.add_exception_handler(DeskError, desk_error_response)  # type: ignore[arg-type]
+    app.include_router(desk_router(daemon))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

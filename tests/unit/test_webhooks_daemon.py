@@ -171,6 +171,10 @@ async def test_one_signed_delivery_per_disposition_through_an_outage_and_a_kill_
             await receiver.start()
             await until(lambda: set(receiver.answered_ok) == set(expected), 20, f"not all delivered: {outbox(db)}")
             await until(lambda: all(row["state"] == "delivered" for row in outbox(db)), 10, "outbox not marked")
+            metrics = (await client.get("/metrics")).text
+            # Since the restart: the two held up by the outage and the one given after the kill.
+            assert 'dialer_webhook_delivered_total{campaign="revisit",webhook="crm"} 3.0' in metrics, metrics[-2000:]
+            assert 'dialer_webhook_failed_tries_total{campaign="revisit",webhook="crm"}' in metrics
             daemon.process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(daemon.process.wait(), 40) == 0
     finally:
