@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NO_TIER = "none"
-AGENT_STATES = ("logged_out", "free", "ringing", "talking", "paused", "busy")
+AGENT_STATES = ("logged_out", "free", "ringing", "talking", "wrapup", "paused", "busy")
 
 
 class DaemonMetrics:
