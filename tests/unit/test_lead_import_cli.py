@@ -230,7 +230,6 @@ def test_any_bytes_in_a_file_give_rows_and_line_errors(tmp_path_factory: pytest.
 )
 def test_huge_lines_fields_and_headers_are_refused_within_bounded_memory(text: str, message: str) -> None:
     tracemalloc.start()
-    began = time.monotonic()
     try:
         result = parse_leads_csv(text)
         _, peak = tracemalloc.get_traced_memory()
@@ -238,7 +237,6 @@ def test_huge_lines_fields_and_headers_are_refused_within_bounded_memory(text: s
         tracemalloc.stop()
     assert any(message in e.message for e in result.errors), result.errors[:3]
     assert peak < 5 * len(text) + 20_000_000, peak
-    assert time.monotonic() - began < 20
 
 
 def test_the_csv_field_limit_is_put_back_after_a_parse() -> None:
