@@ -20,7 +20,7 @@ from panoramisk import fast_agi
 
 from dialer.ami.values import check_sound
 from dialer.config.models import Campaign, DialerConfig
-from dialer.ivr.flow import Flow
+from dialer.ivr.flow import Flow, TextPrompt
 from dialer.ivr.loader import load_flow_dir
 from dialer.ivr.prompts import PromptError, SoundPlaces, flow_sounds, render_text
 from dialer.ivr.session import AgiSession, IvrCall, RecordSink, SurveyWriter
@@ -78,7 +78,8 @@ class IvrService:
         texts = {c.abandon_text for c in campaigns if c.abandon_text}
         texts |= {c.amd.message for c in campaigns if c.amd.enabled and c.amd.message}
         places = sound_places(config)
-        if texts:
+        # Flows' text prompts are played from there too, named in AGI command lines.
+        if texts or any(isinstance(p, TextPrompt) for f in flows.values() for p in f.prompts.values()):
             try:
                 # The rendered messages reach Playback() through Originate variables.
                 check_sound(places.asterisk_directory.rstrip("/") or "/")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from dialer.ami.values import problem_in_header_value
 from dialer.core import records as r
 from dialer.ivr.flow import Flow
 from dialer.ivr.interpreter import Action, Ask, End, FlowError, Survey, SurveyStatus
@@ -133,6 +134,12 @@ class AgiSession:
         return self.call.sounds.get(prompt, prompt)
 
     async def _command(self, line: str) -> dict[str, Any]:
+        # The last guard, as the AMI gateway's: AGI is a line protocol too, and a line
+        # break in a value would send a command of its own (EXEC System ...).
+        problem = problem_in_header_value(line)
+        if problem is not None:
+            self._log.error("ivr.unsafe_command_refused", command=line.split()[0], problem=problem)
+            raise ChannelGone(f"AGI command refused before sending: {problem}")
         try:
             result = await asyncio.wait_for(self.request.send_command(line), COMMAND_TIMEOUT_S)
         except (TimeoutError, ValueError, OSError, asyncio.IncompleteReadError) as exc:
