@@ -32,6 +32,7 @@ COMMANDS = {
     "db": "database schema migrations",
     "sandbox": "the bundled sandbox: a real Asterisk with simulated phones",
     "simulate": "run the pacing in a seeded discrete-event simulation",
+    "tune": "propose (or apply) the pacing settings that keep a campaign's agents busiest",
 }
 
 

@@ -132,6 +132,15 @@ class TierRouteConfig(_Strict):
         description="reserved tiers: while a dedicated agent is logged in, dial only when one of them is free "
         "(never borrow a general agent)",
     )
+    lend_to_general: bool = Field(
+        True,
+        description="reserved tiers: the dedicated agents also take general calls (added to the fallback queue) "
+        "while no customer of the tier is ringing, waiting or due (dialer.core.lending)",
+    )
+    lend_ahead: int = Field(
+        60, ge=0, le=3600,
+        description="seconds before a lead of the tier is due that a lent agent is taken back from the general queue",
+    )
 
     def route(self) -> TierRoute:
         return TierRoute(

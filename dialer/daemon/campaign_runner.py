@@ -188,6 +188,9 @@ class CampaignRunner:
         await self._settle(now)
         if self.paused or not self.board_synced or not self.ami.connected.is_set():
             return
+        # Before the pacing reads the board: a dedicated agent lent to the general
+        # queue is counted on by the other tiers, one taken back by the key accounts.
+        await self.tiers.lend(self.ami, self.campaign, self.campaign_id, self.attempts, now)
         lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
         # The trunk's calls per second and failure backoff, shared with every campaign
         # on it, bound this tick like free lines do: nothing is leased that could not

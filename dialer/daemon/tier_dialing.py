@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -25,6 +25,7 @@ from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import Attempt, State
 from dialer.core.contact_policy import ContactRule, next_allowed, revisit_at
+from dialer.core.lending import TeamMember, agents_needed, lend_moves
 from dialer.core.pacing import PacingSnapshot
 from dialer.core.routing import QueueAgents, Routing, route
 from dialer.core.tier_pacing import (
@@ -70,6 +71,8 @@ class TierDialing:
         self._held = 0  # general agents kept from the pacing for reserved leads waiting
         self.calls: dict[str, DialInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._moving: dict[tuple[str, str], tuple[bool, float]] = {}  # (queue, agent) -> (lend?, sent at)
+        self._lent: set[tuple[str, str]] = set()  # (general queue, agent) this daemon added
 
     def set_ladder(self, tiers: list[TierConfig]) -> None:
         self.ladder: TierLadder = ladder(tiers)
@@ -126,8 +129,16 @@ class TierDialing:
 
     def room(self, campaign: Campaign, attempts: Mapping[str, Attempt], lines_left: int) -> ReservedRoom:
         """Agents free for new reserved-tier calls now."""
-        dedicated = {a.id for q in self._dedicated_queues(campaign) for a in self.board.in_queue(q) if a.free}
-        general = {a.id for a in self.board.in_queue(campaign.queue) if a.free} - dedicated
+        team = {a.id for q in self._dedicated_queues(campaign) for a in self.board.in_queue(q)}
+        # A dedicated agent lent to the general queue is never counted on: a general
+        # customer could take them between the Originate and the answer.
+        dedicated = {
+            a.id
+            for q in self._dedicated_queues(campaign)
+            for a in self.board.in_queue(q)
+            if a.free and campaign.queue not in a.queues and not self._lent_elsewhere(campaign, a.queues)
+        }
+        general = {a.id for a in self.board.in_queue(campaign.queue) if a.free} - team
         reserved = self.reserved(campaign)
         waits = any(
             rule.wait_for_dedicated and rule.queue and self.board.in_queue(rule.queue)
@@ -143,6 +154,75 @@ class TierDialing:
             paced_in_flight=sum(1 for a in attempts.values() if a.state in _LIVE and a.id not in self._claims),
             borrow_general=not waits,
         )
+
+    def _lent_elsewhere(self, campaign: Campaign, queues: set[str]) -> bool:
+        reserved = self.reserved(campaign)
+        return any(
+            (rule.fallback_queue or campaign.queue) in queues
+            for tier, rule in campaign.tiers.routing.items()
+            if tier in reserved and rule.queue
+        )
+
+    async def lend(
+        self, ami: AmiGateway, campaign: Campaign, campaign_id: int, attempts: Mapping[str, Attempt], now: float
+    ) -> None:
+        """Lend idle dedicated agents to the general queue, or take them back (`dialer.core.lending`)."""
+        reserved = self.reserved(campaign)
+        rules = [(t, r) for t, r in campaign.tiers.routing.items() if t in reserved and r.queue]
+        if not rules:
+            return
+        in_flight = self.claims(attempts).dedicated
+        for tier, rule in rules:
+            assert rule.queue is not None
+            general = rule.fallback_queue or campaign.queue
+            if general == rule.queue:
+                continue
+            members = self.board.in_queue(rule.queue)
+            team = [TeamMember(a.id, lent=general in a.queues, free=a.free, paused=a.paused) for a in members]
+            needed = 0
+            if rule.lend_to_general and team:
+                tiers = LeaseTiers(self.ladder.ranks(), only=frozenset({tier}), order_by=campaign.tiers.order_by)
+                moment = datetime.fromtimestamp(now, UTC)
+                due_now = await tier_store.count_due(self.store, campaign_id, moment, tiers, at_most=len(team))
+                due_soon = 0
+                if rule.lend_ahead and due_now < len(team):
+                    ahead = moment + timedelta(seconds=rule.lend_ahead)
+                    due_soon = await tier_store.count_due(self.store, campaign_id, ahead, tiers, at_most=len(team))
+                    due_soon -= due_now
+                needed = agents_needed(reserved_in_flight=in_flight, due_now=due_now, due_soon=due_soon)
+            moves = lend_moves(team, needed=needed, enabled=rule.lend_to_general)
+            by_id = {a.id: a for a in members}
+            for agent_id in moves.lend:
+                await self._move(ami, general, by_id[agent_id].interface, agent_id, lend=True, now=now)
+            for agent_id in moves.recall:
+                await self._move(ami, general, by_id[agent_id].interface, agent_id, lend=False, now=now)
+            # An agent we lent who left the team (logged out of the dedicated queue) is
+            # not left in the general queue behind their back.
+            for agent in self.board.in_queue(general):
+                if (general, agent.id) in self._lent and agent.id not in by_id:
+                    await self._move(ami, general, agent.interface, agent.id, lend=False, now=now)
+
+    async def _move(self, ami: AmiGateway, queue: str, interface: str, agent_id: str, *, lend: bool, now: float) -> None:
+        sent = self._moving.get((queue, agent_id))
+        if sent is not None and sent[0] == lend and now - sent[1] < 2.0:
+            return  # Asterisk's member event is on its way
+        self._moving[(queue, agent_id)] = (lend, now)
+        try:
+            if lend:
+                # Penalty 1: the general agents are rung first, the lent one when they are all busy.
+                await ami.queue_add(queue, interface, agent_id, 1)
+            else:
+                await ami.queue_remove(queue, interface)
+        except AmiError as exc:
+            # Not lent stays safe: a failed add only costs occupancy; a failed
+            # recall leaves the agent lent, hence never claimed for a key call.
+            log.warning("agent.lend_failed", queue=queue, agent=agent_id, lend=lend, error=str(exc))
+            return
+        if lend:
+            self._lent.add((queue, agent_id))
+        else:
+            self._lent.discard((queue, agent_id))
+        log.info("agent.lent" if lend else "agent.recalled", queue=queue, agent=agent_id)
 
     def leased_reserved(self, count: int, room: ReservedRoom) -> None:
         """Reserved leases were just taken: the general agents they will claim are not the pacing's."""

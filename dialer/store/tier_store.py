@@ -266,6 +266,28 @@ async def due_leads(store: Store, campaign_id: int, now: datetime, tiers: LeaseT
     return row is not None
 
 
+async def count_due(store: Store, campaign_id: int, until: datetime, tiers: LeaseTiers, *, at_most: int) -> int:
+    """Leads of these tiers due by `until`, counted up to `at_most` (a dedicated team's size)."""
+    if at_most <= 0:
+        return 0
+    moment = _naive_utc(until)
+    async with store._read() as conn:
+        rows = (
+            await conn.execute(
+                select(leads.c.id)
+                .join(customers, customers.c.id == leads.c.customer_id)
+                .where(
+                    leads.c.campaign_id == campaign_id,
+                    leads.c.state == "pending",
+                    (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= moment),
+                    *tiers.where(),
+                )
+                .limit(at_most)
+            )
+        ).all()
+    return len(rows)
+
+
 async def tag_attempts(store: Store, tags: Mapping[str, tuple[str, Any]]) -> None:
     """Record each attempt's tier and routing (a `dialer.core.routing.Routing`), in one transaction."""
     if not tags:

@@ -51,6 +51,12 @@ class FakeAmi:
         self.actions.append(dict(fields))
         return {"Response": "Success"}
 
+    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
+        self.actions.append({"Action": "QueueAdd", "Queue": queue, "Interface": interface})
+
+    async def queue_remove(self, queue: str, interface: str) -> None:
+        self.actions.append({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+
 
 def make_campaign(mode: str = "progressive", **extra: Any) -> Campaign:
     return Campaign(

@@ -1,0 +1,320 @@
+"""A dedicated key-account team next to a general team, simulated (issue 16 item 4).
+
+Key customers become due at known moments (revisits, callbacks, a list being
+worked); general customers are dialed by the daemon's own pacing
+(`dialer.core.pacing.calls_to_place`) on the agents of the general queue. The
+reserved tier follows the daemon's rules: a key call is placed only against a
+free dedicated agent who is not lent (`dialer.core.lending.claimable`) and holds
+a claim on them until bridged or ended; with lending on, the team is lent to
+the general queue by `dialer.core.lending.lend_moves`. Queue behaviour mirrors
+the dialplan: a key customer waits `fallback_after` seconds in the dedicated
+queue, then joins the general queue ahead of everyone there, and hears the
+abandon message after `max_wait`; a general customer waits `grace` seconds; in
+the general queue general agents are offered a call before lent ones (penalty 1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+from dialer.core.abandon import AbandonWindow
+from dialer.core.estimators import AttemptOutcome, CampaignStats
+from dialer.core.lending import TeamMember, agents_needed, claimable, lend_moves
+from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+
+
+@dataclass(frozen=True)
+class TeamScenario:
+    """The real PBX case of the issue: 2 of 8 agents on key accounts."""
+
+    key_agents: int = 2
+    general_agents: int = 6
+    hours: float = 8.0
+    seed: int = 1
+    tick: float = 0.5
+    # general customers
+    live_answer: float = 0.30
+    answer_mean: float = 8.0
+    talk_mean: float = 120.0
+    wrapup_mean: float = 10.0
+    ring_timeout: float = 25.0
+    grace: float = 2.0
+    # key customers
+    key_due_per_hour: float = 6.0
+    key_answer: float = 0.8
+    key_talk_mean: float = 240.0
+    fallback_after: float = 1.0
+    max_wait: float = 20.0
+    lend_ahead: float = 60.0
+    lend: bool = True
+    mode: PacingMode = PacingMode.predictive
+
+
+@dataclass
+class TeamResult:
+    lend: bool
+    seed: int
+    key_occupancy: float
+    general_occupancy: float
+    key_calls: int
+    key_answered: int
+    key_longest_wait: float
+    """Seconds from a key customer's answer to an agent (0: bridged at once)."""
+    key_waits_past_fallback: int
+    key_abandoned: int
+    key_mean_delay: float
+    """Seconds from a key lead falling due to its call being placed."""
+    key_max_delay: float
+    general_connects: int
+    general_abandon_rate: float
+    key_served_by_general: int = 0
+    general_served_by_key: int = 0
+
+
+@dataclass(slots=True)
+class _Agent:
+    id: str
+    key: bool
+    lent: bool = False
+    busy_until: float | None = None  # None: free
+    claimed: bool = False
+    busy_seconds: float = 0.0
+    started: float = 0.0
+
+
+@dataclass(slots=True)
+class _Call:
+    key: bool
+    placed: float
+    due: float = 0.0
+    answered: float | None = None
+    claim: _Agent | None = None
+    done: bool = False
+    in_general: bool = False  # a key customer after fallback_after
+
+
+_ANSWER, _GRACE, _FALLBACK, _FREE, _TICK = range(5)
+
+
+@dataclass
+class _Run:
+    s: TeamScenario
+    heap: list[tuple[float, int, int, object]] = field(default_factory=list)
+    seq: int = 0
+
+    def push(self, at: float, kind: int, ref: object) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, kind, self.seq, ref))
+
+
+def simulate_team(s: TeamScenario) -> TeamResult:
+    rng = random.Random(s.seed)
+    run = _Run(s)
+    end = s.hours * 3600.0
+    agents = [_Agent(f"k{i}", key=True) for i in range(s.key_agents)] + [
+        _Agent(f"g{i}", key=False) for i in range(s.general_agents)
+    ]
+    key_team = [a for a in agents if a.key]
+    policy = PacingPolicy(mode=s.mode, max_lines=10 * len(agents), ratio=2.0, grace=s.grace)
+    stats = CampaignStats()
+    window = AbandonWindow()
+    # Key leads fall due at known moments (the hopper's next_attempt_at).
+    due_at: deque[float] = deque()
+    t = 0.0
+    while s.key_due_per_hour > 0:
+        t += rng.expovariate(s.key_due_per_hour / 3600.0)
+        if t >= end:
+            break
+        due_at.append(t)
+    ringing: dict[int, _Call] = {}
+    general_queue: deque[_Call] = deque()  # general customers waiting, oldest first
+    key_waiting: deque[_Call] = deque()  # key customers waiting (dedicated, then general queue)
+    result = TeamResult(s.lend, s.seed, 0, 0, 0, 0, 0.0, 0, 0, 0.0, 0.0, 0, 0.0)
+    delays: list[float] = []
+    general_live = general_abandoned = 0
+
+    def lognormal(mean: float) -> float:
+        return rng.lognormvariate(0, 0.6) * mean / 1.197  # E[lognormal(0, 0.6)] = e^0.18
+
+    def bridge(now: float, agent: _Agent, call: _Call) -> None:
+        nonlocal general_live
+        call.done = True
+        if call.claim is not None:
+            call.claim.claimed = False
+            call.claim = None
+        assert call.answered is not None
+        if call.key:
+            wait = now - call.answered
+            result.key_longest_wait = max(result.key_longest_wait, wait)
+            if wait > s.fallback_after + 1e-9:
+                result.key_waits_past_fallback += 1
+            if not agent.key:
+                result.key_served_by_general += 1
+            talk = lognormal(s.key_talk_mean)
+        else:
+            general_live += 1
+            result.general_connects += 1
+            window.record(now, abandoned=False)
+            if agent.key:
+                result.general_served_by_key += 1
+            talk = lognormal(s.talk_mean)
+            stats.observe_talk(talk)
+        wrap = rng.expovariate(1 / s.wrapup_mean) if s.wrapup_mean > 0 else 0.0
+        agent.busy_until = now + talk + wrap
+        agent.started = now
+        run.push(agent.busy_until, _FREE, agent)
+
+    def serve_next(now: float, agent: _Agent) -> None:
+        """A free agent takes whoever its queues hold: key customers first (priority)."""
+        for call in list(key_waiting):
+            if agent.key or call.in_general:
+                key_waiting.remove(call)
+                bridge(now, agent, call)
+                return
+        if (not agent.key or agent.lent) and general_queue:
+            bridge(now, agent, general_queue.popleft())
+
+    def free_agent(now: float, *, key_call: _Call | None) -> _Agent | None:
+        if key_call is not None:
+            # The dedicated queue: the claimed agent first, then any free team member.
+            if key_call.claim is not None and key_call.claim.busy_until is None:
+                return key_call.claim
+            team = [a for a in key_team if a.busy_until is None and not a.claimed]
+            return team[0] if team else None
+        general = [a for a in agents if not a.key and a.busy_until is None]
+        # Asterisk knows nothing of claims: a lent agent is anyone's in the general queue.
+        lent = [a for a in key_team if a.lent and a.busy_until is None]
+        return (general or lent or [None])[0]
+
+    def on_tick(now: float, _: object) -> None:
+        run.push(now + s.tick, _TICK, None)
+        due_now = sum(1 for d in due_at if d <= now)
+        if s.lend:
+            soon = sum(1 for d in due_at if now < d <= now + s.lend_ahead)
+            in_flight = sum(1 for c in ringing.values() if c.key and c.claim is not None)
+            team = [TeamMember(a.id, a.lent, a.busy_until is None) for a in key_team]
+            needed = agents_needed(
+                reserved_in_flight=in_flight, due_now=min(due_now, len(team)), due_soon=min(soon, len(team))
+            )
+            moves = lend_moves(team, needed=needed)
+            for a in key_team:
+                if a.id in moves.lend:
+                    a.lent = True
+                    if a.busy_until is None:
+                        serve_next(now, a)
+                elif a.id in moves.recall:
+                    a.lent = False
+        # Reserved tier: one call per claimable dedicated agent (wait_for_dedicated).
+        team = [TeamMember(a.id, a.lent, a.busy_until is None) for a in key_team]
+        room = claimable(team) - sum(1 for a in key_team if a.claimed)
+        for _ in range(min(room, due_now)):
+            agent = next(a for a in key_team if a.busy_until is None and not a.claimed and not a.lent)
+            agent.claimed = True
+            due = due_at.popleft()
+            delays.append(now - due)
+            place(now, key=True, claim=agent, due=due)
+        # The other tiers: the daemon's pacing on the general queue's agents.
+        members = [a for a in agents if not a.key or a.lent]
+        free = sum(1 for a in members if a.busy_until is None and not a.claimed)
+        snapshot = PacingSnapshot(
+            agents_logged_in=len(members),
+            agents_free=free,
+            busy_agents=tuple(BusyAgent(elapsed=now - a.started) for a in members if a.busy_until is not None),
+            ringing=tuple(now - c.placed for c in ringing.values() if not c.key),
+            waiting_for_agent=len(general_queue),
+            lines_in_use=sum(1 for c in ringing.values() if not c.key) + len(general_queue),
+            estimates=stats.estimates(),
+            abandon=window.state(now, limit=policy.abandon_limit),
+        )
+        for _ in range(calls_to_place(snapshot, policy)):
+            place(now, key=False)
+
+    def place(now: float, *, key: bool, claim: _Agent | None = None, due: float = 0.0) -> None:
+        call = _Call(key=key, placed=now, due=due, claim=claim)
+        ident = run.seq
+        ringing[ident] = call
+        answers = rng.random() < (s.key_answer if key else s.live_answer)
+        ring = rng.expovariate(1 / s.answer_mean) + 1.0
+        if key:
+            result.key_calls += 1
+        if answers and ring < s.ring_timeout:
+            run.push(now + ring, _ANSWER, ident)
+        else:
+            run.push(now + s.ring_timeout, _ANSWER, -ident - 1)
+
+    def on_answer(now: float, ref: int) -> None:
+        answered = ref >= 0
+        call = ringing.pop(ref if answered else -ref - 1)
+        if not call.key:
+            outcome = AttemptOutcome.answered if answered else AttemptOutcome.no_answer
+            stats.observe_attempt(outcome, now - call.placed)
+        if not answered:
+            if call.claim is not None:
+                call.claim.claimed = False
+                call.claim = None
+            return
+        call.answered = now
+        if call.key:
+            result.key_answered += 1
+        agent = free_agent(now, key_call=call if call.key else None)
+        if agent is not None:
+            bridge(now, agent, call)
+        elif call.key:
+            key_waiting.append(call)
+            run.push(now + s.fallback_after, _FALLBACK, call)
+            run.push(now + s.max_wait, _GRACE, call)
+        else:
+            general_queue.append(call)
+            run.push(now + s.grace, _GRACE, call)
+
+    def on_fallback(now: float, call: _Call) -> None:
+        if call.done:
+            return
+        call.in_general = True
+        agent = free_agent(now, key_call=None)
+        if agent is not None:
+            key_waiting.remove(call)
+            bridge(now, agent, call)
+
+    def on_grace(now: float, call: _Call) -> None:
+        nonlocal general_abandoned, general_live
+        if call.done:
+            return
+        call.done = True
+        if call.claim is not None:
+            call.claim.claimed = False
+            call.claim = None
+        if call.key:
+            key_waiting.remove(call)
+            result.key_abandoned += 1
+        else:
+            general_queue.remove(call)
+            general_abandoned += 1
+            general_live += 1
+            window.record(now, abandoned=True)
+
+    def on_free(now: float, agent: _Agent) -> None:
+        if agent.busy_until is None or agent.busy_until > now + 1e-9:
+            return
+        agent.busy_seconds += now - agent.started
+        agent.busy_until = None
+        serve_next(now, agent)
+
+    run.push(0.0, _TICK, None)
+    handlers = {_ANSWER: on_answer, _GRACE: on_grace, _FALLBACK: on_fallback, _FREE: on_free, _TICK: on_tick}
+    while run.heap and run.heap[0][0] <= end:
+        now, kind, _, ref = heapq.heappop(run.heap)
+        handlers[kind](now, ref)  # type: ignore[operator]
+    for a in agents:
+        if a.busy_until is not None:
+            a.busy_seconds += end - a.started
+    result.key_occupancy = sum(a.busy_seconds for a in key_team) / (len(key_team) * end) if key_team else 0.0
+    general = [a for a in agents if not a.key]
+    result.general_occupancy = sum(a.busy_seconds for a in general) / (len(general) * end) if general else 0.0
+    result.general_abandon_rate = general_abandoned / general_live if general_live else 0.0
+    result.key_mean_delay = sum(delays) / len(delays) if delays else 0.0
+    result.key_max_delay = max(delays, default=0.0)
+    return result
