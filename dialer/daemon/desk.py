@@ -156,6 +156,12 @@ class Desk:
                         # Rang and went unanswered (another agent took it): not this agent's call.
                         agent.call = None
                         self.feeds.send(agent.config.id, ("pop", None))
+        call = agent.call
+        if call is not None and not call.connected and call.attempt not in (state.ringing_for, state.on_call):
+            # The customer hung up while this phone rang (no AgentComplete for it): the
+            # board forgot the ring; so does the page.
+            agent.call = None
+            self.feeds.send(agent.config.id, ("pop", None))
         self._touch(agent, state, at)
 
     def _touch(self, agent: DeskAgent, state: AgentState | None, now: float) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from dialer.ami.errors import AmiError, AmiLoginFailed
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed
 from dialer.ami.events import WANTED, to_record
 from dialer.ami.gateway import AmiGateway
 from dialer.config.models import Campaign, DialerConfig
@@ -419,11 +419,22 @@ class Daemon:
         queues: set[str] = set()
         for agent in self.config.agents:
             for queue in agent.queues:
-                await self.ami.queue_add(queue, agent.interface, agent.id, agent.penalty)
+                try:
+                    await self.ami.queue_add(queue, agent.interface, agent.id, agent.penalty)
+                except AmiActionFailed as exc:
+                    # Asterisk refused this one (no such queue in queues.conf): failing the
+                    # login for it would log in again for ever and no campaign would dial.
+                    log.error("agent.queue_add_refused", agent=agent.id, queue=queue, error=exc.message)
+                    continue
                 queues.add(queue)
         now = self.clock()
         for queue in sorted(queues):
-            for member in await self.ami.queue_members(queue):
+            try:
+                members = await self.ami.queue_members(queue)
+            except AmiActionFailed as exc:
+                log.error("agent.queue_status_refused", queue=queue, error=exc.message)
+                continue
+            for member in members:
                 member.setdefault("Event", "QueueMember")
                 record = to_record(member, now)
                 if isinstance(record, r.MemberStatus):

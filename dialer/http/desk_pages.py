@@ -41,6 +41,7 @@ log = structlog.get_logger("dialer.desk")
 COOKIE = "dialer_desk"
 MAX_FORM_FIELDS = 20
 WALL_EVERY_S = 2.0
+WALL_CACHE_S = 1.0
 """How often the wall's feed sends fresh figures (the page itself never asks)."""
 KEEPALIVE_S = 15.0
 STATE_NAMES = {
@@ -396,6 +397,8 @@ def desk_router(daemon: "Daemon") -> APIRouter:
                     try:
                         event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                     except asyncio.TimeoutError:
+                        if current_session_gone(session):
+                            return  # signed out or expired: the feed ends with the session
                         yield ": keep-alive\n\n"
                         continue
                     if event is None or current_session_gone(session):
@@ -562,10 +565,25 @@ def desk_router(daemon: "Daemon") -> APIRouter:
 
     # -- supervisor -----------------------------------------------------------------------------------
 
-    async def wall_values(session: Session) -> dict[str, Any]:
+    figures_cache: dict[str, Any] = {"at": None, "campaigns": []}
+    figures_lock = asyncio.Lock()
+
+    async def all_campaign_figures(now: float) -> list[dict[str, Any]]:
+        # Every open wall page shares one reading of the store per WALL_CACHE_S: a hundred
+        # supervisors' feeds cost what one does.
+        async with figures_lock:
+            at = figures_cache["at"]
+            if at is None or not 0 <= now - at < WALL_CACHE_S:
+                figures_cache["campaigns"] = [await campaign_figures(daemon, n) for n in daemon.controls.known()]
+                figures_cache["at"] = now
+            return list(figures_cache["campaigns"])
+
+    async def wall_values(session: Session, *, fresh: bool = False) -> dict[str, Any]:
         the_desk = desk()
         now = daemon.clock()
-        campaigns = [await campaign_figures(daemon, name) for name in daemon.controls.known()]
+        if fresh:
+            figures_cache["at"] = None
+        campaigns = await all_campaign_figures(now)
         agents = []
         for agent in the_desk.agents.values():
             state = the_desk.board_state(agent)
@@ -592,7 +610,7 @@ def desk_router(daemon: "Daemon") -> APIRouter:
 
     @router.get("/desk/wall", include_in_schema=False)
     async def wall_page(session: WallSession) -> HTMLResponse:
-        return page(render("wall.html", flash=take_flash(session), **await wall_values(session)))
+        return page(render("wall.html", flash=take_flash(session), **await wall_values(session, fresh=True)))
 
     @router.get("/desk/wall/events", include_in_schema=False)
     async def wall_events(session: WallSession) -> StreamingResponse:
@@ -627,7 +645,7 @@ def desk_router(daemon: "Daemon") -> APIRouter:
     @router.get("/desk/api/wall", response_model=WallOut)
     async def wall_json(session: WallSession) -> WallOut:
         """Every campaign's figures (the report's, and live ones) and every agent's state (supervisor, admin)."""
-        values = await wall_values(session)
+        values = await wall_values(session, fresh=True)
         return WallOut(
             campaigns=values["campaigns"],
             agents=[

@@ -378,3 +378,17 @@ async def test_pause_reasons_are_a_fixed_list(daemon: Daemon) -> None:
         long_notes = await one.post("/desk/api/disposition", headers={"X-CSRF-Token": csrf},
                                     json={"code": "sale", "notes": "n" * 2001})
         assert long_notes.status_code == 422 and "notes" in long_notes.text
+
+
+async def test_a_ring_the_customer_ended_leaves_no_pop(daemon: Daemon) -> None:
+    async with httpx.AsyncClient(base_url=base(daemon), timeout=10) as one:
+        await sign_in(one, "agent1")
+        attempt_id, _ = await ring_agent1(daemon, one)
+        await asyncio.sleep(0.1)
+        assert (await one.get("/desk/api/me")).json()["call"]["attempt"] == attempt_id
+        # The customer hangs up during the ring: the board forgets it, then the phone is idle.
+        daemon.board.ring_ended(attempt_id)
+        feed(daemon, r.MemberStatus(at=time.time(), queue="sales", interface="PJSIP/agent1", status=1, paused=False,
+                                    in_call=False))
+        me = (await one.get("/desk/api/me")).json()
+        assert me["call"] is None and me["state"] == "ready"
