@@ -40,6 +40,7 @@ ZONE = ZoneInfo("America/New_York")
 SECRETS = {"agent1": "agent-one-secret-1", "agent2": "agent-two-secret-2", "boss": "the-supervisor-secret"}
 WRAPUP_S = 2.5
 VIEWPORT = {"width": 1366, "height": 768}
+COMPLAINTS: list[str] = []
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +107,9 @@ def desk_lab(tmp: Path, sandbox: SandboxState, holiday: date) -> Lab:
 def sign_in(browser: Any, base: str, user: str, secret: str, *, keyboard: bool = False) -> Any:
     context = browser.new_context(viewport=VIEWPORT, base_url=base)
     page = context.new_page()
+    # Anything the browser complains about (a CSP violation, a script error) fails the test.
+    page.on("console", lambda message: message.type == "error" and COMPLAINTS.append(message.text))
+    page.on("pageerror", lambda error: COMPLAINTS.append(str(error)))
     page.goto("/desk/sign-in")
     with page.expect_navigation():
         if keyboard:  # the keyboard alone: Tab to the first field, type, Tab, type, Enter
@@ -153,6 +157,7 @@ def api(daemon: RunningDaemon, path: str, body: dict[str, Any]) -> Any:
 def test_agent_desk_and_wall_in_a_browser(
     sandbox: SandboxState, tmp_path: Path, running: list[RunningDaemon], browser: Any
 ) -> None:
+    COMPLAINTS.clear()
     today = datetime.now(ZONE).date()
     holiday = today + timedelta(days=3)
     lab = desk_lab(tmp_path, sandbox, holiday)
@@ -252,3 +257,4 @@ def test_agent_desk_and_wall_in_a_browser(
     assert live["wrapups"] == 1 and live["wrapup_mean"] >= WRAPUP_S
     if os.environ.get("DIALER_DESK_SCREENSHOTS"):
         wall.screenshot(path=str(Path(os.environ["DIALER_DESK_SCREENSHOTS"]) / "desk-wall.png"), full_page=False)
+    assert COMPLAINTS == []

@@ -155,6 +155,12 @@ async def test_sign_in_roles_and_the_pages(daemon: Daemon) -> None:
         assert (await client.get("/desk/wall")).status_code == 403
         assert (await client.get("/desk/api/wall")).status_code == 403
         assert (await client.get("/status")).status_code == 401
+        csrf = csrf_of((await client.get("/desk/agent")).text)
+        spy = await client.post("/desk/api/monitor", headers={"X-CSRF-Token": csrf},
+                                json={"agent": "agent2", "mode": "listen"})
+        assert spy.status_code == 403  # no listening in for agents
+        stop = await client.post("/desk/wall/campaigns/sales/stop", data={"csrf": csrf})
+        assert stop.status_code == 403 and daemon.controls.state("sales").value != "stopped"
         for name in ("htmx.min.js", "htmx-ext-sse.min.js", "htmx.LICENSE", "htmx-ext-sse.LICENSE"):
             assert (await client.get(f"/static/{name}")).status_code == 200
     async with httpx.AsyncClient(base_url=base(daemon)) as boss:
