@@ -20,6 +20,7 @@ from panoramisk import fast_agi
 
 from dialer.ami.values import check_sound
 from dialer.config.models import Campaign, DialerConfig
+from dialer.ivr.agi_server import GuardedApplication
 from dialer.ivr.flow import Flow, TextPrompt
 from dialer.ivr.loader import load_flow_dir
 from dialer.ivr.prompts import PromptError, SoundPlaces, flow_sounds, render_text
@@ -132,7 +133,8 @@ class IvrService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Listen for FastAGI; `owners` gives the campaign runners, to find a call's campaign."""
-        app = fast_agi.Application()
+        # panoramisk's own handler spins for ever on a peer that closes mid-environment.
+        app = GuardedApplication()
 
         async def route(request: fast_agi.Request) -> None:
             task = asyncio.current_task()
