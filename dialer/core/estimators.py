@@ -21,7 +21,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
+
+T = TypeVar("T")
 
 ELAPSED_BUCKET = 0.5
 """Seconds: elapsed times are rounded down to this step before a curve is looked up."""
@@ -52,13 +54,35 @@ LIVE_OUTCOMES = frozenset({AttemptOutcome.answered, AttemptOutcome.abandoned})
 
 @dataclass(frozen=True, slots=True)
 class Distribution:
-    """An empirical distribution: sorted samples and a right-continuous step CDF."""
+    """A step CDF over sorted sample times.
+
+    Plain samples weigh alike. A survival estimate (`kaplan_meier`, `competing`) gives each
+    distinct event time its own cumulative probability, and may leave mass beyond the
+    last event (`cdf` never reaches 1): the share of calls still going on at the longest
+    time anyone has seen, about whom nothing more is known yet.
+    """
 
     samples: tuple[float, ...]
+    cumulative: tuple[float, ...] = ()
+    """CDF just after each sample; empty for plain samples (i / n)."""
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Distribution:
         return cls(tuple(sorted(values)))
+
+    @classmethod
+    def kaplan_meier(
+        cls, finished: Iterable[float], in_progress: Iterable[float] = (), min_at_risk: int = 1
+    ) -> Distribution:
+        """Product-limit estimate of a duration from finished ones and ones still going on.
+
+        A call still in progress after x s is a censored observation: it lasts longer than
+        x, how much longer is unknown. Leaving it out (as counting only finished calls does)
+        keeps the short calls and drops the long ones, the bias that made a campaign's
+        first minutes look like 12 s talks when they were 180 s.
+        """
+        fractions = competing({"event": list(finished)}, in_progress, min_at_risk)
+        return fractions.get("event", cls(()))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -66,17 +90,90 @@ class Distribution:
     def cdf(self, x: float) -> float:
         if not self.samples:
             return 0.0
-        return bisect_right(self.samples, x) / len(self.samples)
+        index = bisect_right(self.samples, x)
+        if not self.cumulative:
+            return index / len(self.samples)
+        return self.cumulative[index - 1] if index else 0.0
+
+    @property
+    def total(self) -> float:
+        """The probability the duration ends at all within the times seen (1 for plain samples)."""
+        if not self.samples:
+            return 0.0
+        return self.cumulative[-1] if self.cumulative else 1.0
 
     def quantile(self, q: float) -> float:
         if not self.samples:
             raise ValueError("empty distribution")
+        if self.cumulative:
+            index = bisect_right(self.cumulative, q - 1e-12)
+            return self.samples[min(index, len(self.samples) - 1)]
         index = min(len(self.samples) - 1, max(0, math.ceil(q * len(self.samples)) - 1))
         return self.samples[index]
 
     @property
     def mean(self) -> float:
-        return sum(self.samples) / len(self.samples) if self.samples else 0.0
+        """Mean of the samples seen; for a survival estimate, of the part that ended (a lower bound)."""
+        if not self.samples:
+            return 0.0
+        if not self.cumulative:
+            return sum(self.samples) / len(self.samples)
+        previous, total = 0.0, 0.0
+        for value, cum in zip(self.samples, self.cumulative):
+            total += value * (cum - previous)
+            previous = cum
+        return total
+
+
+MIN_AT_RISK = 10
+"""A survival curve stops where fewer calls than this were still going on: past that point
+one call's end would move it by a tenth or more (the last call seen ending would take the
+curve to 1, as if every longer call were about to end). Beyond it nothing is assumed."""
+
+
+def competing(
+    events: dict[str, Iterable[float]], in_progress: Iterable[float] = (), min_at_risk: int = 1
+) -> dict[str, Distribution]:
+    """Aalen-Johansen estimate: the probability of each kind of end by each time.
+
+    `events` maps a kind of end (answered, failed...) to the durations after which calls
+    ended that way; `in_progress` holds the elapsed times of calls not ended yet (censored).
+    Each returned distribution's `cdf` is the sub-distribution of its kind: their sum at t
+    is the probability of having ended by t, and `total` of each is its share among the
+    calls whose end fell within the times seen (the curve stops once fewer than
+    `min_at_risk` calls are left).
+    """
+    timeline: list[tuple[float, int, str]] = []
+    for kind, durations in events.items():
+        timeline.extend((float(t), 0, kind) for t in durations)
+    # A call still going on at x was at risk at x: censored times sort after events at the same time.
+    timeline.extend((float(t), 1, "") for t in in_progress)
+    timeline.sort()
+    at_risk = len(timeline)
+    survival = 1.0
+    cumulative = {kind: 0.0 for kind in events}
+    times: dict[str, list[float]] = {kind: [] for kind in events}
+    cums: dict[str, list[float]] = {kind: [] for kind in events}
+    i = 0
+    while i < len(timeline) and at_risk >= min_at_risk:
+        t = timeline[i][0]
+        ended: dict[str, int] = {}
+        censored = 0
+        while i < len(timeline) and timeline[i][0] == t:
+            _, is_censored, kind = timeline[i]
+            if is_censored:
+                censored += 1
+            else:
+                ended[kind] = ended.get(kind, 0) + 1
+            i += 1
+        if ended:
+            for kind, count in ended.items():
+                cumulative[kind] += survival * count / at_risk
+                times[kind].append(t)
+                cums[kind].append(min(1.0, cumulative[kind]))
+            survival *= 1.0 - sum(ended.values()) / at_risk
+        at_risk -= sum(ended.values()) + censored
+    return {kind: Distribution(tuple(times[kind]), tuple(cums[kind])) for kind in events if times[kind]}
 
 
 Curve = tuple[float, ...]
@@ -96,21 +193,30 @@ class Forecast(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class RingModel:
-    """What happens to a call once placed: answered live (when) or failed (when)."""
+    """What happens to a call once placed: answered live (when) or failed (when).
 
-    answer_probability: float
-    answer_time: Distribution
-    failure_time: Distribution
+    `answered` and `failed` are sub-distributions (`competing`): answered.cdf(t) is the
+    probability that a call placed now is answered live by t. Calls still ringing when the
+    model was built count as censored; the share of them about which nothing is known yet
+    is booked as answered just after the longest ring seen, the cautious side: a customer
+    forecast who never comes costs an agent a few seconds, one not forecast may be abandoned.
+    """
+
+    answered: Distribution
+    failed: Distribution
     attempts: int
     _memo: dict[tuple[object, ...], Forecast] = field(default_factory=dict, repr=False)
+
+    @property
+    def answer_probability(self) -> float:
+        return self.answered.total
 
     def new_call(self, offsets: tuple[float, ...]) -> Forecast:
         """P(a call placed now is answered live within each offset)."""
         key = ("new", offsets)
         curve = self._memo.get(key)
         if curve is None:
-            p = self.answer_probability
-            curve = Forecast.of(tuple(p * self.answer_time.cdf(t) for t in offsets))
+            curve = Forecast.of(tuple(min(1.0, self.answered.cdf(t)) for t in offsets))
             self._memo[key] = curve
         return curve
 
@@ -125,15 +231,14 @@ class RingModel:
         return curve
 
     def _ringing(self, elapsed: float, offsets: tuple[float, ...]) -> Curve:
-        p = self.answer_probability
-        answered_by_now = self.answer_time.cdf(elapsed)
-        still_ringing = p * (1.0 - answered_by_now) + (1.0 - p) * (1.0 - self.failure_time.cdf(elapsed))
-        if still_ringing <= 0.0:
+        answered = self.answered.cdf
+        answered_by_now = answered(elapsed)
+        still_ringing = 1.0 - answered_by_now - self.failed.cdf(elapsed)
+        if still_ringing <= 1e-12:
             # Rang longer than any call seen: it is about to be given up, not answered.
             return tuple(0.0 for _ in offsets)
         return tuple(
-            min(1.0, p * (self.answer_time.cdf(elapsed + t) - answered_by_now) / still_ringing)
-            for t in offsets
+            min(1.0, max(0.0, answered(elapsed + t) - answered_by_now) / still_ringing) for t in offsets
         )
 
 
@@ -170,7 +275,9 @@ class BusyModel:
             return 0.0
         index = int(x / ELAPSED_BUCKET)
         table = self._talk_cdf
-        return table[index] if index < len(table) else 1.0
+        # Past the longest talk seen: as likely to have ended as by then (less than 1 when
+        # talks still going on were longer than every finished one).
+        return table[index] if index < len(table) else self.talk_time.total
 
     def talking(self, elapsed: float, offsets: tuple[float, ...]) -> Forecast:
         """P(an agent `elapsed` s into a call is free (talk and wrap-up done) within each offset)."""
@@ -186,7 +293,7 @@ class BusyModel:
         cdf = self._talk_cdf_at
         done = cdf(elapsed)
         remaining = 1.0 - done
-        if remaining <= 0.0:
+        if remaining <= 1e-12 or done >= self.talk_time.total - 1e-12:
             # Talking longer than any call seen: no basis for a forecast, so this agent is
             # not counted on (the safe side for the abandon rate).
             return tuple(0.0 for _ in offsets)
@@ -244,6 +351,8 @@ class CampaignStats:
         self.window = window
         self.refresh_every = refresh_every
         self._live: deque[bool] = deque(maxlen=window)
+        self._rings: deque[tuple[bool, float]] = deque(maxlen=window)
+        """The last `window` attempts: live or not, and when it was known."""
         self._answer_times: deque[float] = deque(maxlen=window)
         self._failure_times: deque[float] = deque(maxlen=window)
         self._talk: deque[float] = deque(maxlen=window)
@@ -266,6 +375,7 @@ class CampaignStats:
         _check_duration(seconds)
         live = outcome in LIVE_OUTCOMES
         self._live.append(live)
+        self._rings.append((live, seconds))
         (self._answer_times if live else self._failure_times).append(seconds)
         self._ring_new += 1
         self.attempts_seen += 1
@@ -287,34 +397,77 @@ class CampaignStats:
         """The wrap-up times learned so far, oldest first (the supervisor page shows them)."""
         return tuple(self._wrapup)
 
-    def estimates(self, min_samples: int = 30) -> CampaignEstimates | None:
+    def adopt(self, other: CampaignStats, samples: int = 200) -> None:
+        """Take a sibling campaign's latest facts as a prior, before any of this one's own.
+
+        A new campaign on the same queue (or of the same type) meets much the same customers
+        and agents: starting from the sibling's last `samples` calls beats starting blind,
+        and this campaign's own facts push them out of the window as they come (a few
+        hundred calls). Only statistics are taken: the abandon rate the rules measure is
+        this campaign's own.
+        """
+        def merged(mine: deque[T], theirs: deque[T]) -> deque[T]:
+            tail = list(theirs)[-samples:] if samples > 0 else []
+            return deque([*tail, *mine], maxlen=mine.maxlen)
+
+        self._rings = merged(self._rings, other._rings)
+        self._live = deque((live for live, _ in self._rings), maxlen=self.window)
+        self._talk = merged(self._talk, other._talk)
+        self._wrapup = merged(self._wrapup, other._wrapup)
+        self._ring = self._busy = self._estimates = None
+
+    def estimates(
+        self, min_samples: int = 30, *, talking: Iterable[float] = (), ringing: Iterable[float] = ()
+    ) -> CampaignEstimates | None:
         """Current estimates, or None until `min_samples` attempts and enough answers and
-        finished calls are seen to say anything (a cold start)."""
+        finished calls are seen to say anything (a cold start).
+
+        `talking` and `ringing` are the elapsed seconds of talks and of calls still going on
+        now: censored observations, read when the model is rebuilt. Without them the first
+        talks to end (the short ones) would pass for the whole distribution.
+        """
         live = sum(self._live)
         enough_talks = max(5, min_samples // 6)
         if len(self._live) < min_samples or live < max(5, min_samples // 6) or len(self._talk) < enough_talks:
             return None
         changed = False
         if self._ring is None or self._ring_new >= _refresh_due(self.refresh_every, self._ring.attempts):
-            self._ring = RingModel(
-                answer_probability=live / len(self._live),
-                answer_time=Distribution.of(self._answer_times),
-                failure_time=Distribution.of(self._failure_times),
-                attempts=len(self._live),
-            )
+            self._ring = _ring_model(self._rings, tuple(ringing))
             self._ring_new = 0
             changed = True
         if self._busy is None or self._busy_new >= _refresh_due(
             self.refresh_every, len(self._busy.talk_time) + len(self._busy.wrapup_time)
         ):
-            self._busy = BusyModel(
-                talk_time=Distribution.of(self._talk), wrapup_time=Distribution.of(self._wrapup)
+            in_progress = tuple(talking)
+            talk = (
+                Distribution.kaplan_meier(self._talk, in_progress, MIN_AT_RISK)
+                if in_progress
+                else Distribution.of(self._talk)
             )
+            self._busy = BusyModel(talk_time=talk, wrapup_time=Distribution.of(self._wrapup))
             self._busy_new = 0
             changed = True
         if changed or self._estimates is None:
             self._estimates = CampaignEstimates(ring=self._ring, busy=self._busy)
         return self._estimates
+
+
+def _ring_model(rings: Iterable[tuple[bool, float]], ringing: tuple[float, ...]) -> RingModel:
+    answers: list[float] = []
+    failures: list[float] = []
+    for live, seconds in rings:
+        (answers if live else failures).append(seconds)
+    attempts = len(answers) + len(failures)
+    ends = competing({"answered": answers, "failed": failures}, ringing, MIN_AT_RISK if ringing else 1)
+    answered = ends.get("answered", Distribution(()))
+    failed = ends.get("failed", Distribution(()))
+    unknown = 1.0 - answered.total - failed.total
+    if unknown > 1e-9:
+        # Calls still ringing past the ends the curve could tell: book them as answering
+        # just after.
+        last = max([*answered.samples, *failed.samples, 0.0]) + ELAPSED_BUCKET
+        answered = Distribution((*answered.samples, last), (*answered.cumulative, answered.total + unknown))
+    return RingModel(answered=answered, failed=failed, attempts=attempts)
 
 
 def _refresh_due(refresh_every: int, samples_in_model: int) -> int:

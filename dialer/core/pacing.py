@@ -73,6 +73,16 @@ class PacingPolicy:
     max_safety: float = 6.0
     max_per_tick: int | None = None
     """Calls placed in one decision at most (a carrier's calls-per-second limit)."""
+    ramp_per_tick: float = 0.1
+    """Predictive: calls beyond progressive placed in one decision, per logged-in agent, at
+    most. A start (or a team logging in) spreads over a few ticks, each seeing the calls the
+    previous placed, instead of betting on one forecast: 100 agents, 10 extra calls a tick."""
+    cold_evidence: float = 3.0
+    """Predictive: abandons expected at the target before running under target is believed
+    in full. With fewer, "no abandons yet" says little, and the margin stays near nominal."""
+    budget_gain: float = 1.0
+    """Predictive: margin added per unit of abandon budget left below one (gain / budget), so
+    the approach to the limit is gradual and the hard gate (progressive) is seldom reached."""
     override_ceiling: bool = False
     """Allow an abandon limit above 3 %; only where the law allows it."""
 
@@ -96,6 +106,8 @@ class PacingPolicy:
             raise ValueError("min_safety must not exceed max_safety")
         if self.max_per_tick is not None and self.max_per_tick < 0:
             raise ValueError("max_per_tick must be >= 0")
+        if not self.ramp_per_tick > 0 or self.cold_evidence < 0 or self.budget_gain < 0:
+            raise ValueError("ramp_per_tick must be > 0, cold_evidence and budget_gain >= 0")
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,8 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
         wanted = progressive
     else:
         # Progressive is always safe (each call has its free agent), so never dial less.
-        wanted = max(progressive, _predictive(snapshot, policy, snapshot.estimates, room))
+        ramp = max(1, math.ceil(policy.ramp_per_tick * snapshot.agents_logged_in))
+        wanted = max(progressive, min(progressive + ramp, _predictive(snapshot, policy, snapshot.estimates, room)))
     return max(0, min(wanted, room))
 
 
@@ -145,12 +158,23 @@ def safety_margin(abandon: AbandonState, policy: PacingPolicy) -> float:
     The feedback term is the count of abandons above the target so far, in standard
     deviations of that count: the window's own history integrates the error, so a
     campaign that ran hot dials more cautiously until it is back under target, and one
-    that ran cold dials harder.
+    that ran cold dials harder. Running cold is believed only as far as the evidence goes:
+    no abandon in the first 50 answers at a 2 % target is what a campaign on target shows
+    too, so the margin does not start below nominal. And the closer the window is to the
+    limit (the budget left), the wider the margin, so the campaign slows down smoothly
+    instead of tripping the hard gate and dialing progressively.
     """
     target = policy.abandon_target
     expected = target * abandon.answered
     excess = (abandon.abandoned - expected) / math.sqrt(expected + 1.0)
+    if excess < 0.0 and policy.cold_evidence > 0.0:
+        excess *= max(0.0, 1.0 - policy.cold_evidence / max(expected, 1e-9))
     z = policy.safety + policy.feedback_gain * excess
+    budget = abandon.budget(min(policy.abandon_limit, abandon.limit))
+    if budget > 0.0:
+        z += policy.budget_gain / budget
+    else:
+        z = policy.max_safety
     return min(policy.max_safety, max(policy.min_safety, z))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,6 +36,9 @@ log = structlog.get_logger("dialer.campaign")
 
 DIALPLAN_CONTEXT = "dialer-outbound"
 ABANDON_WINDOWS = {"30d": 30 * 86400.0, "24h": 86400.0}
+BORROW_BELOW = 200
+"""Attempts of its own under which a campaign starts from a sibling's statistics, and the
+sibling's latest attempts it takes (dialer.core.estimators.CampaignStats.adopt)."""
 # Outcomes the pacing's statistics know; others (interrupted...) teach it nothing.
 _LEARNABLE = {o.value for o in AttemptOutcome}
 DIALPLAN_EXTEN = "answered"
@@ -135,7 +138,20 @@ class CampaignRunner:
             ),
             waiting_for_agent=counts.waiting,
             lines_in_use=counts.lines,
-            estimates=self.stats.estimates(),
+            estimates=self.stats.estimates(
+                # Talks and rings still going on are censored observations: without them
+                # the first talks to end (the short ones) would pass for all of them.
+                talking=(
+                    max(0.0, now - a.bridged_at)
+                    for a in self.attempts.values()
+                    if a.state is State.bridged and a.bridged_at is not None
+                ),
+                ringing=(
+                    max(0.0, now - a.dialed_at)
+                    for a in self.attempts.values()
+                    if a.state in (State.dialing, State.ringing)
+                ),
+            ),
             abandon=self.abandon_window.state(now, self.campaign.dialing.abandon_limit),
         )
         return self.tiers.adjust_snapshot(snapshot, self.attempts, now)
@@ -183,6 +199,26 @@ class CampaignRunner:
                 _epoch(row["bridged_at"]),
                 _epoch(row["ended_at"]),
             )
+
+    def borrow_history(self, others: Iterable[CampaignRunner]) -> str | None:
+        """A campaign with little history of its own starts its pacing from a sibling's:
+        the busiest one on the same queue, else of the same type. Returns its name."""
+        if self.stats.attempts_seen >= BORROW_BELOW or self.campaign.ivr:
+            return None
+        candidates = [
+            other
+            for other in others
+            if other is not self and other.stats.attempts_seen >= BORROW_BELOW and not other.campaign.ivr
+        ]
+        same_queue = [o for o in candidates if o.campaign.queue == self.campaign.queue]
+        same_type = [o for o in candidates if o.campaign.type == self.campaign.type]
+        pool = same_queue or same_type
+        if not pool:
+            return None
+        sibling = max(pool, key=lambda o: o.stats.attempts_seen)
+        self.stats.adopt(sibling.stats, samples=BORROW_BELOW)
+        self._log.info("pacing.history_borrowed", sibling=sibling.campaign.name)
+        return sibling.campaign.name
 
     async def tick(self, now: float) -> None:
         await self._settle(now)

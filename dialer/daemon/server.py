@@ -198,6 +198,8 @@ class Daemon:
             runner.wrapup_from_desk = self.desk is not None
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
+        for runner in self.runners.values():
+            runner.borrow_history(self.runners.values())
         await self._start_ivr()
         # An Asterisk that is down (or restarting) at our start is a fault like
         # a later drop: come up, say "not ready" on /readyz and let the
@@ -339,6 +341,7 @@ class Daemon:
         runner.number_region = self.config.default_region
         runner.wrapup_from_desk = self.desk is not None
         await runner.restore_memory(self.clock())
+        runner.borrow_history(self.runners.values())
         if self.ivr is not None:
             runner.dialplan_variables = self.ivr.variables(campaign)
         self.runners[campaign.name] = runner

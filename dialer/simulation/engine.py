@@ -139,14 +139,19 @@ class _Run:
             )
             for a in self.busy.values()
         )
+        ringing = tuple(now - placed for placed in self.ringing.values())
+        # Talks and rings still going on are censored observations for the estimates.
+        talking = (a.elapsed for a in busy if not a.in_wrapup)
         snapshot = PacingSnapshot(
             agents_logged_in=len(self.agents),
             agents_free=len(self.free),
             busy_agents=busy,
-            ringing=tuple(now - placed for placed in self.ringing.values()),
+            ringing=ringing,
             waiting_for_agent=len(self.waiting),
             lines_in_use=self.lines,
-            estimates=self.stats.estimates(min_samples=self.scenario.estimator.min_samples),
+            estimates=self.stats.estimates(
+                min_samples=self.scenario.estimator.min_samples, talking=talking, ringing=ringing
+            ),
             abandon=self.window.state(now, limit=self.policy.abandon_limit),
         )
         for _ in range(calls_to_place(snapshot, self.policy)):
