@@ -398,3 +398,20 @@ async def test_a_ring_the_customer_ended_leaves_no_pop(daemon: Daemon) -> None:
                                     in_call=False))
         me = (await one.get("/desk/api/me")).json()
         assert me["call"] is None and me["state"] == "ready"
+
+
+def test_an_event_stream_line_cannot_start_another_event() -> None:
+    from dialer.http.desk_pages import sse
+
+    sent = sse("pop", "<p>Ada\r\n\r\nevent: state\ndata: forged</p>")
+    events = [block for block in sent.split("\n\n") if block]
+    assert len(events) == 1
+    assert all(line.startswith(("event: pop", "data: ")) for line in events[0].split("\n"))
+
+
+async def test_the_cookie_is_secure_behind_a_tls_proxy(daemon: Daemon) -> None:
+    # uvicorn takes X-Forwarded-Proto from a proxy on this host (its forwarded_allow_ips).
+    async with httpx.AsyncClient(base_url=base(daemon)) as client:
+        reply = await client.post("/desk/sign-in", data={"user": "agent1", "secret": SECRETS["agent1"]},
+                                  headers={"X-Forwarded-Proto": "https"})
+        assert reply.status_code == 303 and "secure" in reply.headers["set-cookie"].lower()
