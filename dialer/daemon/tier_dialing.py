@@ -217,6 +217,8 @@ class TierDialing:
             # Not lent stays safe: a failed add only costs occupancy; a failed
             # recall leaves the agent lent, hence never claimed for a key call.
             log.warning("agent.lend_failed", queue=queue, agent=agent_id, lend=lend, error=str(exc))
+            # A queue Asterisk does not know stays unknown for a while: retry in 30 s, not every tick.
+            self._moving[(queue, agent_id)] = (lend, now + 28.0)
             return
         if lend:
             self._lent.add((queue, agent_id))

@@ -4,6 +4,7 @@ AMI that answers QueueAdd/QueueRemove with the member events Asterisk sends."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -61,11 +62,13 @@ def test_every_call_in_flight_and_every_lead_due_counts() -> None:
     assert agents_needed(reserved_in_flight=0, due_now=0, due_soon=0) == 0
 
 
+@dataclass
 class AsteriskLikeAmi(FakeAmi):
     """QueueAdd/QueueRemove change the board the way Asterisk's member events would."""
 
     board: AgentBoard | None = None
     fail_remove: bool = False
+    remove_tries: list[str] = field(default_factory=list)
 
     async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
         await super().queue_add(queue, interface, member_name, penalty)
@@ -77,6 +80,7 @@ class AsteriskLikeAmi(FakeAmi):
                                         in_call=agent.on_call is not None))
 
     async def queue_remove(self, queue: str, interface: str) -> None:
+        self.remove_tries.append(interface)
         if self.fail_remove:
             from dialer.ami.errors import AmiActionFailed
 
@@ -153,6 +157,10 @@ async def test_an_agent_the_pbx_would_not_take_back_is_never_counted_on(store: S
     sent = await lab.tick()
     # Still lent: a general customer could take them, so no key call is placed.
     assert [t for t in tiers_of(sent) if t[0] == "key"] == []
+    # And the PBX is not asked again every tick.
+    tries = len(ami.remove_tries)
+    await lab.tick(NOW + timedelta(seconds=10))
+    assert len(ami.remove_tries) == tries
 
 
 async def test_lending_off_keeps_the_old_contract(store: Store) -> None:
