@@ -159,6 +159,22 @@ def check_caller_id(value: str) -> str:
     return value
 
 
+_DID = re.compile(_CALLER_NUMBER)
+
+
+def check_did(value: str) -> str:
+    """A number a campaign is called on (inbound): digits with an optional leading +."""
+    check_header_value(value)
+    if not _DID.fullmatch(value):
+        raise ValueError("not a DID: digits with an optional leading +, 20 at most, e.g. +15550199")
+    return value
+
+
+def caller_id_number(caller_id: str) -> str:
+    """The number in a checked caller ID (`"Name" <+15551234>` -> `+15551234`)."""
+    return caller_id.rsplit("<", 1)[-1].rstrip(">")
+
+
 def check_sound(value: str) -> str:
     """A sound file for Playback(): a name or absolute path, no extension; `..` refused."""
     check_header_value(value)

@@ -11,6 +11,7 @@ from dialer.cli.context import CommandError, add_config_argument, fail, read_con
 from dialer.cli.survey_report import add_survey_and_amd, survey_and_amd_text
 from dialer.config.loader import load_campaign_dir
 from dialer.config.models import Campaign
+from dialer.inbound.report import add_inbound, inbound_text
 from dialer.report import build_report, render_text
 from dialer.store.store import Store, StoreError
 from dialer.webhook_report import add_webhooks, webhooks_text
@@ -34,6 +35,7 @@ async def campaign_report(
         attempts = await store.attempts(campaign_id)
         report = build_report(campaign, await store.leads(campaign_id), attempts)
         await add_survey_and_amd(report, store, campaign_id, attempts, settings, csv_path)
+        await add_inbound(report, store, campaign_id)
         await add_webhooks(report, store, campaign_id, settings)
         return report
     finally:
@@ -47,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(campaign_report(config.database.url, args.campaign, settings, args.csv))
     except (CommandError, StoreError, OSError) as exc:
         return fail(str(exc))
-    text = render_text(report) + survey_and_amd_text(report) + webhooks_text(report)
+    text = render_text(report) + survey_and_amd_text(report) + inbound_text(report) + webhooks_text(report)
     print(json.dumps(report, indent=2) if args.json else text)
     return 0

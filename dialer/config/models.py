@@ -31,6 +31,7 @@ from dialer.config.campaign_rules import (
 from dialer.leads.phone_numbers import check_region
 from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
 from dialer.config.tiers import DEFAULT_TIERS, CampaignTiers, TierConfig, check_ladder
+from dialer.config.inbound import InboundConfig
 from dialer.config.webhooks import WebhookConfig, check_webhooks
 
 
@@ -328,6 +329,8 @@ class Campaign(_Strict):
     tiers: CampaignTiers = CampaignTiers()
     """Tier sources, routing to dedicated agents, lead order and revisit cadence (docs/tiers.md)."""
     script: str | None = Field(None, max_length=4000, description="what the agent says: shown in the screen pop")
+    inbound: InboundConfig | None = None
+    """Customers calling the caller ID (or `inbound.dids`) back reach this campaign's agents (dialer.inbound)."""
     wrapup_limit: float = Field(
         120.0, ge=1, le=3600, description="seconds an agent may stay in wrap-up after a call (agent desk) before ready"
     )

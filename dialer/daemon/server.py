@@ -34,6 +34,7 @@ from dialer.daemon.systemd import Notifier
 from dialer.http.service import HttpService, start_http
 from dialer.metrics import DaemonMetrics
 from dialer.ivr.service import IvrService, IvrSetupError
+from dialer.inbound.service import InboundService
 from dialer.store.store import Store
 from dialer.store.survey_store import SurveyStore
 from dialer.webhook_dispatcher import WebhookDispatcher
@@ -133,6 +134,8 @@ class Daemon:
         self.runners = RunnerTable()
         self.reconciler: Reconciler | None = None
         self.ivr: IvrService | None = None
+        self.inbound: InboundService | None = None
+        """Customers calling a campaign's number back (FastAGI routes, their AMI events)."""
         self.webhooks: WebhookDispatcher | None = None
         """Sends the disposition webhooks' outbox; runs until the very end, the drain included."""
         self._stop_ami = asyncio.Event()
@@ -284,6 +287,8 @@ class Daemon:
             await runner.tiers.close()
         if self.ivr is not None:
             await self.ivr.stop()
+        if self.inbound is not None:
+            await self.inbound.close()
         await self._log_agents_out()
         self._stop_ami.set()
         for task in self._tasks:
@@ -355,10 +360,28 @@ class Daemon:
             self.ivr = await IvrService.prepare(self.config, self.campaigns.values())
             for runner in self.runners.values():
                 runner.dialplan_variables = self.ivr.variables(runner.campaign)
-            if self.ivr.needed:
-                await self.ivr.start(lambda: self.runners.values(), SurveyStore(self.store), self._on_ivr_record, self.clock)
+            self.inbound = InboundService(
+                self.store, self.board, self._inbound_campaigns, tiers=self.config.tiers,
+                agent_ids={a.interface: a.id for a in self.config.agents}, default_region=self.config.default_region,
+                ami=self.ami, clock=self.clock,
+            )
+            self.inbound.abandon_sounds = {
+                c.name: self.ivr.messages[c.abandon_text] for c in self.campaigns.values()
+                if c.abandon_text and c.abandon_text in self.ivr.messages
+            }
+            if self.ivr.needed or self.inbound.wanted:
+                await self.ivr.start(
+                    lambda: self.runners.values(), SurveyStore(self.store), self._on_ivr_record, self.clock,
+                    extra_routes=self.inbound.routes(),
+                )
         except IvrSetupError as exc:
             raise StartupError(str(exc)) from exc
+
+    def _inbound_campaigns(self) -> list[Campaign]:
+        """Every campaign file the daemon knows: a paused or finished campaign still takes its callers."""
+        found = {c.name: c for c in self.campaigns.values()}
+        found.update({r.campaign.name: r.campaign for r in self.runners.values()})
+        return list(found.values())
 
     async def _on_ivr_record(self, record: r.CallRecord) -> None:
         key = record_key(record)
@@ -485,6 +508,9 @@ class Daemon:
                             log.exception("daemon.agent_state_not_stored", agent=agent.id)
                 if isinstance(record, _CALL_RECORDS):
                     key = record_key(record)
+                    if self.inbound is not None and self.inbound.owns(key):
+                        await self.inbound.on_record(record)
+                        continue
                     for runner in self.runners.values():
                         if runner.owns(key):
                             await runner.on_record(record)

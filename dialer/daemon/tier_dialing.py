@@ -54,6 +54,28 @@ class DialInfo:
     reserved: bool
 
 
+def screen_pop_event(
+    *, attempt: str, campaign: str, agent_id: str, interface: str, queue: str, tier: str, customer: str, name: str,
+    value: float | None,
+) -> dict[str, str]:
+    """The AMI UserEvent DialerScreenPop for a call ringing an agent (outbound or inbound)."""
+    fields = {
+        "Action": "UserEvent",
+        "UserEvent": "DialerScreenPop",
+        "Attempt": attempt,
+        "Campaign": campaign,
+        "Agent": agent_id,
+        "Interface": interface,
+        "Queue": queue,
+        "Tier": tier,
+        "Customer": customer,
+        "Name": name,
+        "Value": "" if value is None else str(value),
+    }
+    # The customer's name and ids are lead data: made fit for AMI, never refused.
+    return {k: header_text(v) for k, v in fields.items()}
+
+
 class TierDialing:
     def __init__(
         self,
@@ -370,21 +392,19 @@ class TierDialing:
     def on_agent_ringing(self, ami: AmiGateway, campaign: Campaign, record: r.AgentRinging, agent_id: str) -> None:
         """Tell CTI integrations whose call is ringing an agent (UserEvent DialerScreenPop)."""
         info = self.calls.get(record.uniqueid)
-        fields = {
-            "Action": "UserEvent",
-            "UserEvent": "DialerScreenPop",
-            "Attempt": record.uniqueid,
-            "Campaign": campaign.name,
-            "Agent": agent_id,
-            "Interface": record.interface,
-            "Queue": record.queue,
-            "Tier": info.tier if info else "",
-            "Customer": (info.customer.external_id or str(info.customer.customer_id)) if info and info.customer else "",
-            "Name": (info.customer.name or "") if info and info.customer else "",
-            "Value": "" if not info or not info.customer or info.customer.value is None else str(info.customer.value),
-        }
-        # The customer's name and ids are lead data: made fit for AMI, never refused.
-        task = asyncio.create_task(self._send(ami, {k: header_text(v) for k, v in fields.items()}))
+        customer = info.customer if info else None
+        fields = screen_pop_event(
+            attempt=record.uniqueid,
+            campaign=campaign.name,
+            agent_id=agent_id,
+            interface=record.interface,
+            queue=record.queue,
+            tier=info.tier if info else "",
+            customer=(customer.external_id or str(customer.customer_id)) if customer else "",
+            name=(customer.name or "") if customer else "",
+            value=customer.value if customer else None,
+        )
+        task = asyncio.create_task(self._send(ami, fields))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -131,8 +131,13 @@ class IvrService:
         store: SurveyWriter,
         notify: RecordSink,
         clock: Callable[[], float] = time.time,
+        extra_routes: Mapping[str, Callable[[Any], Awaitable[None]]] | None = None,
     ) -> None:
-        """Listen for FastAGI; `owners` gives the campaign runners, to find a call's campaign."""
+        """Listen for FastAGI; `owners` gives the campaign runners, to find a call's campaign.
+
+        `extra_routes` (route name -> handler) share the server: the inbound routes
+        (`dialer.inbound.service`).
+        """
         # panoramisk's own handler spins for ever on a peer that closes mid-environment.
         app = GuardedApplication()
 
@@ -152,12 +157,29 @@ class IvrService:
                     self._sessions.discard(task)
 
         app.add_route(ROUTE, route)
+        for name, handler in (extra_routes or {}).items():
+            app.add_route(name, self._tracked(handler))
         agi = self.config.agi
         try:
             self._server = await asyncio.start_server(app.handler, agi.host, agi.port)
         except OSError as exc:
             raise IvrSetupError(f"FastAGI cannot listen on {agi.host}:{agi.port}: {exc}") from exc
         log.info("ivr.listening", host=agi.host, port=self.port, flows=sorted(self.flows))
+
+    def _tracked(self, handler: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def run(request: Any) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._sessions.add(task)
+            try:
+                await handler(request)
+            except Exception:
+                log.exception("agi.route_failed")
+            finally:
+                if task is not None:
+                    self._sessions.discard(task)
+
+        return run
 
     def _call_for(self, headers: Mapping[str, str], owners: Iterable[CallOwner]) -> IvrCall | None:
         attempt_id = headers.get("agi_arg_1") or headers.get("agi_uniqueid") or ""

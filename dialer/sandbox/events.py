@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 CARRIER_EVENTS = frozenset(
     {"invite", "ringing", "answered", "final", "cancelled", "bye_sent", "bye_received", "dtmf"}
 )
-AGENT_EVENTS = frozenset({"invite", "answered", "cancelled", "bye_received"})
+AGENT_EVENTS = frozenset({"invite", "headers", "answered", "cancelled", "bye_received"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class AgentEvent:
     agent: str
     call_id: str
     attempt: str | None = None  # X-Dialer-Attempt, on `invite` only (None if absent)
+    headers: dict[str, str] = field(default_factory=dict, compare=False)
+    """On `headers` only: campaign, tier, customer (the X-Dialer-* screen-pop headers; "" if absent)."""
     at: float | None = field(default=None, compare=False)  # epoch seconds, SIPp's clock
 
 
@@ -98,7 +100,10 @@ def parse_agent_log(text: str) -> list[AgentEvent]:
         if fields[0] == "invite" and len(fields) in (3, 4):
             attempt = fields[3] if len(fields) == 4 else None
             events.append(AgentEvent(event="invite", agent=fields[1], call_id=fields[2], attempt=attempt, at=at))
-        elif fields[0] != "invite" and len(fields) == 3:
+        elif fields[0] == "headers" and len(fields) >= 3 and all("=" in f for f in fields[3:]):
+            values = dict(f.split("=", 1) for f in fields[3:])
+            events.append(AgentEvent(event="headers", agent=fields[1], call_id=fields[2], headers=values, at=at))
+        elif fields[0] not in ("invite", "headers") and len(fields) == 3:
             events.append(AgentEvent(event=fields[0], agent=fields[1], call_id=fields[2], at=at))
         else:
             raise EventLogError(f"agent log line {lineno}: malformed: {line!r}")

@@ -243,3 +243,35 @@ webhook_outbox = Table(
 )
 Index("ix_webhook_outbox_due", webhook_outbox.c.state, webhook_outbox.c.next_try_at)
 Index("ix_webhook_outbox_campaign", webhook_outbox.c.campaign_id, webhook_outbox.c.state)
+
+# Customers calling a campaign's number back (migration 0009_inbound). One row per
+# inbound call the dialplan asked the daemon about: the caller as the carrier sent it
+# (cleaned) and as recognised, the lead and the attempt it answers (the last one that
+# did not reach the customer: abandoned, missed...), where it was routed and why,
+# the agent who took it and how it ended: answered, no_agent, callback_requested,
+# hung_up (before any agent), or open while the call is up.
+inbound_calls = Table(
+    "inbound_calls",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("uniqueid", String(64), nullable=False),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id")),
+    Column("did", String(32)),
+    Column("caller", String(32)),
+    Column("caller_raw", String(64)),
+    Column("customer_id", Integer, ForeignKey("customers.id")),
+    Column("lead_id", Integer, ForeignKey("leads.id")),
+    Column("answers_attempt", String(64), ForeignKey("call_attempts.id")),
+    Column("answers_outcome", String(32)),
+    Column("tier", String(32)),
+    Column("queue", String(64), nullable=False),
+    Column("routing", String(16), nullable=False),
+    Column("agent_id", String(64)),
+    Column("outcome", String(32)),
+    Column("callback_id", Integer),
+    Column("started_at", DateTime, nullable=False),
+    Column("bridged_at", DateTime),
+    Column("ended_at", DateTime),
+)
+Index("ix_inbound_calls_campaign", inbound_calls.c.campaign_id, inbound_calls.c.started_at)
+Index("ix_inbound_calls_uniqueid", inbound_calls.c.uniqueid)

@@ -1,0 +1,1 @@
+"""Customers calling a campaign's number back: recognition, routing over FastAGI, records."""

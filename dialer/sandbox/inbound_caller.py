@@ -1,0 +1,66 @@
+"""A customer calling into the sandbox's Asterisk (its `[dialer-inbound]`): one SIPp UAC call.
+
+The sandbox's carrier SIPp only answers; an inbound call is a second, short-lived
+SIPp running `scenarios/inbound.xml` from a port of the caller's choosing. Asterisk
+takes it as the carrier (identified by address), as a real carrier's call would be.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dialer.sandbox.ports import sipp_control_port, sipp_media_port
+from dialer.sandbox.state import SandboxState
+
+SCENARIO = Path(__file__).parent / "scenarios" / "inbound.xml"
+
+
+@dataclass
+class InboundCall:
+    process: subprocess.Popen[bytes]
+    log: Path
+    errors: Path
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def events(self) -> list[str]:
+        try:
+            return [line.split()[0] for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+
+
+def from_header(number: str | None, name: str | None = None) -> str:
+    """A From header value for `number` (None: no user part at all, as some carriers send)."""
+    uri = f"<sip:{number}@127.0.0.1>" if number is not None else "<sip:127.0.0.1>"
+    return f"{name} {uri}" if name is not None else uri
+
+
+def call_in(
+    state: SandboxState, *, did: str, from_value: str, talk_s: float, port: int, workdir: Path, name: str
+) -> InboundCall:
+    """Start one inbound call to `did`; the caller hangs up `talk_s` seconds after the answer."""
+    log = workdir / f"inbound-{name}.log"
+    errors = workdir / f"inbound-{name}.errors"
+    argv = [
+        "sipp", "127.0.0.1:" + str(state.ports.sip),
+        "-sf", str(SCENARIO),
+        "-i", "127.0.0.1",
+        "-p", str(port),
+        "-cp", str(sipp_control_port(port)),
+        "-mp", str(sipp_media_port(port)),
+        "-m", "1",
+        "-nostdin",
+        "-aa",
+        "-set", "did", did,
+        "-set", "from", from_value,
+        "-d", str(int(talk_s * 1000)),
+        "-trace_logs", "-log_file", str(log),
+        "-trace_err", "-error_file", str(errors),
+        "-timeout", str(int(talk_s + 120)),
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return InboundCall(process, log, errors)
