@@ -79,6 +79,9 @@ class DeskAgent:
     wrapup_task: asyncio.Task[None] | None = None
     learned_wrapups: list[float] = field(default_factory=list)
     last_disposition: str | None = None
+    pop_version: int = 0
+    """Counts the call views pushed to this agent's pages: a page whose feed connects with the
+    version it was rendered at gets no fresh copy (which would wipe what the agent is typing)."""
 
 
 class Feeds:
@@ -151,25 +154,35 @@ class Desk:
                 if call is not None and call.attempt == attempt_id:
                     if call.connected and not call.ended:
                         call.ended = True
+                        # Busy from this very event on: a pacing tick before the QueuePause
+                        # below is answered must not count this agent as free.
+                        agent.wrapup_campaign = call.campaign
+                        agent.wrapup_started = at
+                        state.wrapup_since = at
                         self._spawn(self._begin_wrapup(agent, call, at))
                     elif not call.connected:
                         # Rang and went unanswered (another agent took it): not this agent's call.
                         agent.call = None
-                        self.feeds.send(agent.config.id, ("pop", None))
+                        self._push(agent, "pop")
         call = agent.call
         if call is not None and not call.connected and call.attempt not in (state.ringing_for, state.on_call):
             # The customer hung up while this phone rang (no AgentComplete for it): the
             # board forgot the ring; so does the page.
             agent.call = None
-            self.feeds.send(agent.config.id, ("pop", None))
+            self._push(agent, "pop")
         self._touch(agent, state, at)
+
+    def _push(self, agent: DeskAgent, kind: str) -> None:
+        if kind == "pop":
+            agent.pop_version += 1
+        self.feeds.send(agent.config.id, (kind, None))
 
     def _touch(self, agent: DeskAgent, state: AgentState | None, now: float) -> None:
         label = self.state_of(agent, state)
         if label != agent.state:
             agent.state = label
             agent.since = now
-        self.feeds.send(agent.config.id, ("state", None))
+        self._push(agent, "state")
         self.feeds.send(None, ("wall", None))
 
     def state_of(self, agent: DeskAgent, state: AgentState | None) -> str:
@@ -203,7 +216,7 @@ class Desk:
         store = self.daemon.store
         assert store is not None
         call.pop = await screen_pop_for_attempt(store, runner, call.attempt)
-        self.feeds.send(agent.config.id, ("pop", None))
+        self._push(agent, "pop")
         log.info(
             "desk.pop_pushed", agent=agent.config.id, attempt=call.attempt,
             seconds=round(self.daemon.clock() - call.rang_at, 3),
@@ -212,19 +225,18 @@ class Desk:
         own = found[0]["timezone"] if found else None
         zones = lead_zones(own, time_zones(phone), runner.campaign.calling_hours.timezone)
         call.zones = [z.key for z in zones]
-        self.feeds.send(agent.config.id, ("pop", None))
+        self._push(agent, "pop")
 
     async def _begin_wrapup(self, agent: DeskAgent, call: DeskCall, at: float) -> None:
         runner = self.daemon.runners.get(call.campaign)
         limit = runner.campaign.wrapup_limit if runner is not None else 120.0
-        agent.wrapup_campaign = call.campaign
-        agent.wrapup_started = at
-        state = self.board_state(agent)
-        if state is not None:
-            state.wrapup_since = at
-        await self._queue_pause(agent, True, WRAPUP_REASON)
+        # The limit first: even if Asterisk refuses the pause, the wrap-up ends by itself.
         agent.wrapup_task = asyncio.create_task(self._wrapup_limit(agent, at, limit), name="desk.wrapup")
-        self._touch(agent, state, at)
+        await self._queue_pause(agent, True, WRAPUP_REASON)
+        if agent.wrapup_started != at:
+            # Ready was pressed while the pause was on its way: undo it.
+            await self._queue_pause(agent, False, None)
+        self._touch(agent, self.board_state(agent), at)
 
     async def _wrapup_limit(self, agent: DeskAgent, started: float, limit: float) -> None:
         await asyncio.sleep(max(0.0, started + limit - self.daemon.clock()))
@@ -258,7 +270,7 @@ class Desk:
         agent.pause_reason = None
         if agent.call is not None and agent.call.ended:
             agent.call = None
-            self.feeds.send(agent_id, ("pop", None))
+            self._push(agent, "pop")
         await self._queue_pause(agent, False, None)
         self._touch(agent, self.board_state(agent), now)
 

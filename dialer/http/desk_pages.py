@@ -380,7 +380,7 @@ def desk_router(daemon: "Daemon") -> APIRouter:
         return page(render("agent.html", flash=take_flash(session), **agent_values(session, agent)))
 
     @router.get("/desk/agent/events", include_in_schema=False)
-    async def agent_events(request: Request, session: AgentSession) -> StreamingResponse:
+    async def agent_events(request: Request, session: AgentSession, since: int | None = None) -> StreamingResponse:
         the_desk = desk()
         agent = agent_of(session)
         try:
@@ -390,9 +390,12 @@ def desk_router(daemon: "Daemon") -> APIRouter:
 
         async def stream() -> AsyncIterator[str]:
             try:
-                # The state at connect time: a page (re)connecting misses nothing.
+                # The state at connect time: a page (re)connecting misses nothing. The call
+                # view only when it changed since the page was rendered, so a fresh page
+                # keeps what the agent already typed in its form.
                 yield sse("state", render("agent_state.html", **agent_values(session, agent)))
-                yield sse("pop", render("agent_pop.html", **agent_values(session, agent)))
+                if since != agent.pop_version:
+                    yield sse("pop", render("agent_pop.html", **agent_values(session, agent)))
                 while True:
                     try:
                         event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)

@@ -415,3 +415,26 @@ async def test_the_cookie_is_secure_behind_a_tls_proxy(daemon: Daemon) -> None:
         reply = await client.post("/desk/sign-in", data={"user": "agent1", "secret": SECRETS["agent1"]},
                                   headers={"X-Forwarded-Proto": "https"})
         assert reply.status_code == 303 and "secure" in reply.headers["set-cookie"].lower()
+
+
+async def test_a_fresh_page_keeps_what_the_agent_typed(daemon: Daemon) -> None:
+    """The page's feed brings the call view again only if it changed since the page was
+    rendered: else it would replace a form the agent has started filling in."""
+    async with httpx.AsyncClient(base_url=base(daemon), timeout=10) as one:
+        await sign_in(one, "agent1")
+        await ring_agent1(daemon, one)
+        await asyncio.sleep(0.1)
+        page = (await one.get("/desk/agent")).text
+        since = re.search(r"/desk/agent/events\?since=(\d+)", page).group(1)  # type: ignore[union-attr]
+        async with one.stream("GET", f"/desk/agent/events?since={since}") as current, one.stream(
+            "GET", f"/desk/agent/events?since={int(since) - 1}"
+        ) as stale:
+            fresh, old = Feed(current), Feed(stale)
+            try:
+                await fresh.until("event: state")
+                await old.until("event: pop")
+                await asyncio.sleep(0.3)
+                assert "event: pop" not in fresh.text
+            finally:
+                await fresh.close()
+                await old.close()
