@@ -376,6 +376,24 @@ def build_app(daemon: "Daemon") -> FastAPI:
                     screen_pop=await screen_pop_for_attempt(daemon.store, runner, attempt.id),
                 ),
             )
+        inbound = daemon.inbound.calls.get(attempt_id) if daemon.inbound is not None else None
+        if inbound is not None:
+            # A customer calling back (dialer.inbound): `attempt` is the inbound call's id.
+            assert daemon.store is not None
+            known = inbound.customer
+            found = await daemon.store.find_leads(lead_id=known.lead_id) if known and known.lead_id else []
+            return s.ScreenPop(
+                agent=agent_id,
+                call=s.CurrentCall(
+                    attempt=inbound.id,
+                    campaign=inbound.campaign.name,
+                    number=inbound.caller or "",
+                    state="bridged" if inbound.bridged_at is not None else "ringing",
+                    bridged_at=datetime.fromtimestamp(inbound.bridged_at, UTC) if inbound.bridged_at else None,
+                    lead=lead_out(found[0]) if found else None,
+                    screen_pop=await daemon.inbound.screen_pop(inbound),
+                ),
+            )
         return s.ScreenPop(agent=agent_id, call=None)
 
     # -- leads -------------------------------------------------------------------------

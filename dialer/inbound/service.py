@@ -36,6 +36,7 @@ from dialer.core.inbound import UNKNOWN, inbound_route
 from dialer.core.routing import QueueAgents, Routing
 from dialer.daemon.tier_dialing import screen_pop_event
 from dialer.inbound.recognition import DidIndex, caller_forms, caller_number
+from dialer.screen_pop import screen_pop
 from dialer.store import inbound_calls
 from dialer.store.store import Store
 
@@ -64,6 +65,9 @@ class InboundCall:
     routing: Routing
     customer: inbound_calls.KnownCaller | None
     written: asyncio.Task[None] | None = None
+    caller: str | None = None
+    """The caller's number as recognised; None: unknown."""
+    bridged_at: float | None = None
 
 
 @dataclass
@@ -136,6 +140,7 @@ class InboundService:
                 return  # the caller hung up while we looked
         call = decision.call
         if call is not None:
+            call.caller = caller_number(raw_caller)
             self.calls[call.uniqueid] = call
             self._by_id[call.id] = call
             call.written = self._spawn(self._write_row(call, did, raw_caller))
@@ -293,6 +298,7 @@ class InboundService:
             self._screen_pop(call, record)
         elif isinstance(record, r.AgentConnected):
             agent_id = self.agent_ids.get(record.interface.lower(), record.interface)
+            call.bridged_at = record.at
             lead = await inbound_calls.bridged(self.store, call.id, agent_id, _dt(record.at))
             log.info("inbound.bridged", call=call.id, agent=agent_id, lead_closed=lead)
         elif isinstance(record, r.ChannelHangup):
@@ -324,6 +330,16 @@ class InboundService:
             await self.ami.action(fields)
         except AmiError as exc:
             log.warning("screen_pop.not_sent", attempt=fields["Attempt"], error=str(exc))
+
+    async def screen_pop(self, call: InboundCall) -> dict[str, Any] | None:
+        """What `GET /agents/{id}/current` shows for an inbound call (dialer.screen_pop); None: unknown caller."""
+        known = call.customer
+        if known is None or known.lead_id is None:
+            return None
+        routing = {"queue": call.routing.queue, "reason": call.routing.reason, "priority": call.routing.priority,
+                   "fallback_queue": call.routing.fallback_queue}
+        return await screen_pop(self.store, call.campaign, known.lead_id, tier=call.routing.tier or None,
+                                routing=routing)
 
     # -- internals -------------------------------------------------------------------
 

@@ -39,15 +39,34 @@ def from_header(number: str | None, name: str | None = None) -> str:
     return f"{name} {uri}" if name is not None else uri
 
 
+def _scenario(state: SandboxState, workdir: Path, name: str, key: str | None, key_after_s: float) -> Path:
+    if key is None:
+        return SCENARIO
+    if key not in "0123456789":
+        raise ValueError(f"a key 0-9, got {key!r}")
+    # The carrier's key-press pcaps (dialer.sandbox.media), made when the sandbox started.
+    press = Path(state.workdir) / "media" / f"dtmf-1-{key}.pcap"
+    block = (
+        f'  <pause milliseconds="{int(key_after_s * 1000)}"/>\n'
+        f'  <nop>\n    <action>\n      <exec play_pcap_audio="{press}"/>\n'
+        '      <log message="dtmf [call_id] [timestamp]"/>\n    </action>\n  </nop>\n'
+    )
+    path = workdir / f"inbound-{name}.xml"
+    path.write_text(SCENARIO.read_text().replace("<!--KEY_PRESS-->", block))
+    return path
+
+
 def call_in(
-    state: SandboxState, *, did: str, from_value: str, talk_s: float, port: int, workdir: Path, name: str
+    state: SandboxState, *, did: str, from_value: str, talk_s: float, port: int, workdir: Path, name: str,
+    key: str | None = None, key_after_s: float = 0.0,
 ) -> InboundCall:
-    """Start one inbound call to `did`; the caller hangs up `talk_s` seconds after the answer."""
+    """Start one inbound call to `did`; the caller hangs up `talk_s` seconds after the answer
+    (`key`: pressed `key_after_s` seconds after the answer, the talk time counted after it)."""
     log = workdir / f"inbound-{name}.log"
     errors = workdir / f"inbound-{name}.errors"
     argv = [
         "sipp", "127.0.0.1:" + str(state.ports.sip),
-        "-sf", str(SCENARIO),
+        "-sf", str(_scenario(state, workdir, name, key, key_after_s)),
         "-i", "127.0.0.1",
         "-p", str(port),
         "-cp", str(sipp_control_port(port)),

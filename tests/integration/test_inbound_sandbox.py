@@ -51,6 +51,7 @@ pytestmark = pytest.mark.sandbox
 
 DID = "+15550199"
 CALLER_ID_NUMBER = "+15550100"
+WINBACK_DID = "+15550177"
 RETRY_ABANDONED_S = 24
 KEY_ROUTING: dict[str, Any] = {"queue": "key-accounts", "priority": 10, "fallback_priority": 20, "fallback_after": 1}
 if "lend_to_general" in TierRouteConfig.model_fields:
@@ -122,6 +123,18 @@ class Lab:
             "tiers": {"sources": ["column"], "routing": {"key": KEY_ROUTING}},
             "inbound": {"dids": [DID], "default_queue": "support", "max_wait": 60},
         }))
+        # Disabled (it dials nobody) and without agents (queue retention has none): its
+        # callers still reach the daemon, hear that nobody is free and may ask for a callback.
+        (self.tmp / "campaigns" / "winback.yaml").write_text(yaml.safe_dump({
+            "name": "winback",
+            "type": "callback",
+            "enabled": False,
+            "trunk": sandbox.carrier_trunk,
+            "caller_id": WINBACK_DID,
+            "queue": "retention",
+            "numbers": {"format": "as_is"},
+            "inbound": {"max_wait": 2, "callback_key": "5", "callback_after_minutes": 60},
+        }))
         (self.tmp / "ami-secret").write_text(sandbox.ami.secret)
         phones = {a.id: a.interface for a in sandbox.agents}
         self.config.write_text(yaml.safe_dump({
@@ -162,10 +175,11 @@ class Lab:
             os.killpg(self.daemon.pid, signal.SIGKILL)
             self.daemon.wait(10)
 
-    def call(self, name: str, from_value: str, *, talk_s: float, did: str = DID) -> InboundCall:
+    def call(self, name: str, from_value: str, *, talk_s: float, did: str = DID, key: str | None = None,
+             key_after_s: float = 0.0) -> InboundCall:
         self._port += 10
         caller = call_in(self.sandbox, did=did, from_value=from_value, talk_s=talk_s, port=self._port,
-                         workdir=self.tmp, name=name)
+                         workdir=self.tmp, name=name, key=key, key_after_s=key_after_s)
         self.callers.append(caller)
         return caller
 
@@ -203,6 +217,8 @@ def test_customers_calling_back_reach_the_right_agents(inbound_sandbox: SandboxS
     lab = Lab(inbound_sandbox, tmp_path)
     lab.write()
     lab.dialer("leads", "import", "renewals", str(tmp_path / "leads.csv"))
+    (tmp_path / "winback.csv").write_text(f"phone,customer_id\n{lab.numbers['W']},CUST-W\n")
+    lab.dialer("leads", "import", "winback", str(tmp_path / "winback.csv"))
     n = lab.numbers
     lab.start()
     try:
@@ -269,6 +285,19 @@ def test_customers_calling_back_reach_the_right_agents(inbound_sandbox: SandboxS
         assert len(strangers) == len(hostile)
         assert {(r["routing"], r["queue"], r["agent_id"]) for r in strangers} == {("unknown", "support", "agent3")}
         assert [r["caller"] for r in strangers] == [lab.unknown, None, None, None, None]
+
+        # No agent for the winback campaign: W hears the message and presses 5 for a callback
+        # (Read() starts about 2 s after the answer: max_wait, then the no-agent message).
+        caller = lab.call("W_callback", from_header(n["W"]), talk_s=6, did=WINBACK_DID, key="5", key_after_s=4)
+        caller.wait(30)
+        assert "dtmf" in caller.events(), caller.events()
+        [asked] = wait_until(lambda: rows(lab.db, "SELECT * FROM inbound_calls WHERE did = ?", WINBACK_DID),
+                             10, "W's winback row", lab.log)
+        assert (asked["outcome"], asked["routing"], asked["queue"], asked["agent_id"]) == (
+            "callback_requested", "general", "retention", None)
+        callbacks = json.loads(lab.dialer("callbacks", "list", "--campaign", "winback", "--json").stdout)
+        assert [(c["number"], c["state"]) for c in callbacks] == [(n["W"], "scheduled")], callbacks
+        assert callbacks[0]["id"] == asked["callback_id"]
 
         # The lead A is not dialed again, long past its retry time.
         wait_until(lambda: time.time() > abandoned_at + RETRY_ABANDONED_S + 5, RETRY_ABANDONED_S + 10,

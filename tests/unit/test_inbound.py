@@ -254,6 +254,17 @@ async def test_a_customer_calling_back_an_abandoned_call_is_routed_and_closes_th
     await inbound.on_record(ringing)
     await inbound.on_record(r.AgentConnected(uniqueid="1796046000.1", at=2.0, queue="key-accounts",
                                              interface="PJSIP/kate"))
+    daemon.board.apply(r.AgentConnected(uniqueid="1796046000.1", at=2.0, queue="key-accounts", interface="PJSIP/kate"))
+    # The agent's screen pop over HTTP, as for an outbound call.
+    daemon.inbound = inbound
+    transport = httpx.ASGITransport(app=build_app(daemon))
+    async with httpx.AsyncClient(transport=transport, base_url="http://dialer") as client:
+        current = (await client.get("/agents/kate/current", headers=AUTH)).json()["call"]
+    assert (current["attempt"], current["campaign"], current["number"], current["state"]) == (
+        call_id, "renewals", "12025550176", "bridged")
+    pop = current["screen_pop"]
+    assert (pop["customer"]["id"], pop["customer"]["tier"], pop["routing"]["reason"]) == ("AC-7", "key", "dedicated")
+    assert [c["outcome"] for c in pop["last_contacts"]] == ["abandoned"]
     lead = await lead_row(daemon)
     assert (lead["state"], lead["final_reason"], lead["next_attempt_at"]) == ("done", "inbound_callback", None)
     await inbound.on_record(r.ChannelHangup(uniqueid="1796046000.1", at=60.0, cause=16, cause_text="Normal"))
@@ -264,9 +275,9 @@ async def test_a_customer_calling_back_an_abandoned_call_is_routed_and_closes_th
     assert (row["answers_attempt"], row["answers_outcome"], row["agent_id"], row["outcome"]) == (
         abandoned, "abandoned", "kate", "answered")
     assert (row["routing"], row["caller"], row["tier"]) == ("dedicated", "12025550176", "key")
-    (pop,) = [a for a in daemon.ami.sent if a.get("UserEvent") == "DialerScreenPop"]  # type: ignore[attr-defined]
-    assert (pop["Attempt"], pop["Customer"], pop["Tier"], pop["Agent"], pop["Name"]) == (call_id, "AC-7", "key", "kate",
-                                                                                          "Grace")
+    (event,) = [a for a in daemon.ami.sent if a.get("UserEvent") == "DialerScreenPop"]  # type: ignore[attr-defined]
+    assert (event["Attempt"], event["Customer"], event["Tier"], event["Agent"], event["Name"]) == (
+        call_id, "AC-7", "key", "kate", "Grace")
     summary = inbound_calls.summary([row])
     assert (summary["abandons_closed"], summary["by_tier"]["key"]["answered"]) == (1, 1)
 
