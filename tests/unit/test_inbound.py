@@ -298,6 +298,17 @@ async def test_hostile_caller_ids_go_to_the_default_queue(daemon: Daemon, caller
     assert row["caller_raw"] is None or ("\r" not in row["caller_raw"] and len(row["caller_raw"]) <= 64)
 
 
+async def test_lead_data_reaches_the_channel_made_safe(daemon: Daemon) -> None:
+    await add_lead(daemon, "+12025550176", "gold", 'AC"7,x) EXEC System(rm')
+    inbound = service(daemon)
+    line = agi("+12025550176")
+    await inbound.agi_route(line)
+    await inbound.close()
+    variables = line.variables()  # every command line passes the strict pattern
+    assert variables["DIALER_CUSTOMER"] == "AC_7_x__EXEC_System_rm"
+    assert variables["DIALER_TIER"] == "gold"
+
+
 async def test_a_number_no_campaign_answers_on_leaves_the_dialplan_default(daemon: Daemon) -> None:
     inbound = service(daemon)
     for did in ("+15550198", "", "9" * 500, "+15550199\nx"):
