@@ -23,6 +23,7 @@ from dialer.core import records as r
 from dialer.core.inbound import UNKNOWN, inbound_route
 from dialer.core.routing import QueueAgents, TierRoute
 from dialer.daemon.server import Daemon
+from dialer.dispositions import apply_disposition
 from dialer.http.app import build_app
 from dialer.inbound import service as inbound_service
 from dialer.inbound.recognition import DidIndex, caller_forms, caller_number, did_key
@@ -267,6 +268,13 @@ async def test_a_customer_calling_back_an_abandoned_call_is_routed_and_closes_th
     assert [c["outcome"] for c in pop["last_contacts"]] == ["abandoned"]
     lead = await lead_row(daemon)
     assert (lead["state"], lead["final_reason"], lead["next_attempt_at"]) == ("done", "inbound_callback", None)
+    # Not dialed again unless a disposition asks for it: the agent's, by lead (the screen pop gives it).
+    assert daemon.store is not None
+    later = datetime.now(UTC) + timedelta(days=2)
+    await apply_disposition(daemon.store, {"renewals": daemon.runners["renewals"].campaign}, code="callback",
+                            now=datetime.now(UTC), lead_id=lead["id"], callback_at=later, agent="kate")
+    reopened = await lead_row(daemon)
+    assert (reopened["state"], reopened["callback_id"] is not None) == ("pending", True)
     await inbound.on_record(r.ChannelHangup(uniqueid="1796046000.1", at=60.0, cause=16, cause_text="Normal"))
     await inbound.close()
     assert not inbound.owns("1796046000.1")
