@@ -464,6 +464,8 @@ async def _apply_agents(daemon: Daemon, old: DialerConfig, new: DialerConfig) ->
                 if f.name != "id":
                     setattr(agent, f.name, getattr(before, f.name))
     daemon.board = board
+    if daemon.desk is not None:
+        daemon.desk.set_agents(new.agents)
     agent_ids = {a.interface: a.id for a in new.agents}
     for runner in daemon.runners.values():
         runner.board = board

@@ -129,6 +129,23 @@ class Desk:
         self.agents: dict[str, DeskAgent] = {a.id: DeskAgent(a, since=daemon.clock()) for a in daemon.config.agents}
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    def set_agents(self, agents: list[AgentConfig]) -> None:
+        """The config's agents after a reload: those that stay keep their desk state."""
+        now = self.daemon.clock()
+        kept = {a.id: self.agents.get(a.id) for a in agents}
+        for agent_id, agent in list(self.agents.items()):
+            if agent_id not in kept:
+                if agent.wrapup_task is not None:
+                    agent.wrapup_task.cancel()
+                self.feeds.send(agent_id, None)  # their open pages' feeds end
+        self.agents = {}
+        for config in agents:
+            agent = kept[config.id]
+            if agent is None:
+                agent = DeskAgent(config, since=now)
+            agent.config = config
+            self.agents[config.id] = agent
+
     # -- from the event loop ------------------------------------------------------------
 
     def by_interface(self, interface: str) -> DeskAgent | None:

@@ -438,3 +438,26 @@ async def test_a_fresh_page_keeps_what_the_agent_typed(daemon: Daemon) -> None:
             finally:
                 await fresh.close()
                 await old.close()
+
+
+async def test_a_config_reload_adds_and_removes_desk_agents(daemon: Daemon) -> None:
+    from dialer.daemon.campaign_watcher import reload_config
+
+    assert daemon.desk is not None and daemon.config_path is not None
+    config = yaml.safe_load(daemon.config_path.read_text())
+    config["agents"] = [
+        {"id": "agent1", "interface": "PJSIP/agent1", "queues": ["sales"]},
+        {"id": "agent3", "interface": "PJSIP/agent3", "queues": ["sales"]},
+    ]
+    daemon.config_path.write_text(yaml.safe_dump(config))
+    users = daemon.config_path.parent / "desk-users.yaml"
+    set_user(users, "agent3", Role.agent, "agent-three-secret")
+    result = await reload_config(daemon, daemon.config_path)
+    assert "agents" in result.applied, result
+    assert sorted(daemon.desk.agents) == ["agent1", "agent3"]
+    async with httpx.AsyncClient(base_url=base(daemon)) as client:
+        await sign_in(client, "agent3", "agent-three-secret")
+        assert (await client.get("/desk/api/me")).json()["user"] == "agent3"
+    async with httpx.AsyncClient(base_url=base(daemon)) as gone:
+        reply = await gone.post("/desk/sign-in", data={"user": "agent2", "secret": SECRETS["agent2"]})
+        assert reply.status_code == 401  # a secret left in the file opens nothing once the agent is gone
