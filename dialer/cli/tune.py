@@ -61,7 +61,7 @@ def campaign_file(config: DialerConfig, name: str) -> tuple[Path | None, Campaig
             break
     problems = [str(i) for i in issues if path is not None and Path(i.file) == path]
     if path is not None and name not in campaigns:
-        return path, None, "; ".join(problems) or "the file has problems (dialer validate)"
+        return path, None, "; ".join(problems) or f"{path}: the file has problems (dialer validate)"
     return path, campaigns.get(name), None
 
 
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"tune: unknown campaign {args.campaign!r}: no campaign file in {config.campaign_dir} "
                     "and nothing in the database")
     if campaign is None:
-        where = f"{path}: {problem}" if path is not None else f"no campaign file for it in {config.campaign_dir}"
+        where = problem if path is not None else f"no campaign file for it in {config.campaign_dir}"
         return fail(f"tune: campaign {args.campaign!r}: {where}; its current settings are needed")
     history = read_history(rows or [], now=datetime.now(UTC).replace(tzinfo=None), days=args.days)
     try:

@@ -191,3 +191,13 @@ def test_fields_missing_from_the_file_are_added_beside_their_siblings() -> None:
     assert flow == "name: x\ndialing: {mode: ratio, ratio: 2.5}  # flow\n"
     added = edited_text("name: x\nqueue: sales", Path("c.yaml"), {"mode": "ratio"})
     assert added == "name: x\nqueue: sales\ndialing:\n  mode: ratio\n"
+
+
+def test_a_broken_or_missing_campaign_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_lab(tmp_path, CAMPAIGN.replace("max_lines: 10", "max_lines: lots"))
+    asyncio.run(record_history(tmp_path, 10))
+    assert main(["tune", "renewals", "--config", str(config)]) == 2
+    assert "renewals.yaml:11: dialing.max_lines:" in capsys.readouterr().err
+    (tmp_path / "campaigns" / "renewals.yaml").unlink()
+    assert main(["tune", "renewals", "--config", str(config)]) == 2
+    assert "no campaign file for it in" in capsys.readouterr().err
