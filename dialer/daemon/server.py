@@ -474,6 +474,13 @@ class Daemon:
                 raise
             except Exception:
                 log.exception("daemon.reconcile_failed")
+            if self.inbound is not None:
+                try:
+                    await self.inbound.adopt(self.reconciler.live_channels)
+                except AmiError:
+                    raise
+                except Exception:
+                    log.exception("daemon.inbound_adopt_failed")
 
     async def _consume_events(self) -> None:
         assert self.ami is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from dialer.config.tiers import TierConfig
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.inbound import UNKNOWN, inbound_route
+from dialer.core.reconcile import LiveChannel
 from dialer.core.routing import QueueAgents, Routing
 from dialer.daemon.tier_dialing import screen_pop_event
 from dialer.inbound.recognition import DidIndex, caller_forms, caller_number
@@ -330,6 +331,43 @@ class InboundService:
             await self.ami.action(fields)
         except AmiError as exc:
             log.warning("screen_pop.not_sent", attempt=fields["Attempt"], error=str(exc))
+
+    async def adopt(self, live_channels: Callable[[], Awaitable[list[LiveChannel]]]) -> None:
+        """After an AMI login: follow again the inbound calls still up, end the others.
+
+        A call whose channel is gone ended while nobody watched (`interrupted`, or
+        `answered` when an agent had it); one still up is followed again, and if an
+        agent's channel is bridged in it (same Linkedid) the call is recorded as
+        taken by that agent, closing the lead as an `AgentConnect` would have.
+        """
+        rows = [row for row in await inbound_calls.open_calls(self.store) if row["uniqueid"] not in self.calls]
+        if not rows:
+            return
+        channels = await live_channels()
+        up = {c.uniqueid for c in channels}
+        campaigns = {c.name: c for c in self.campaigns()}
+        adopted = ended = 0
+        for row in rows:
+            campaign = campaigns.get(row["campaign"])
+            if row["uniqueid"] not in up or campaign is None:
+                await inbound_calls.ended(self.store, row["id"], "interrupted", self._now())
+                ended += 1
+                continue
+            known = None
+            if row["customer_id"] is not None:
+                known = inbound_calls.KnownCaller(row["customer_id"], None, None, row["tier"], None, row["campaign_id"],
+                                                  row["lead_id"], row["answers_attempt"], row["answers_outcome"])
+            routing = Routing(row["tier"] or "", row["queue"], 0, 0, reason=row["routing"])
+            call = InboundCall(row["id"], row["uniqueid"], campaign, routing, known, caller=row["caller"])
+            self.calls[call.uniqueid] = call
+            self._by_id[call.id] = call
+            adopted += 1
+            agent = next((c for c in channels if c.linkedid == call.uniqueid and c.uniqueid != call.uniqueid
+                          and c.bridged and c.interface.lower() in self.agent_ids), None)
+            if agent is not None and row["bridged_at"] is None:
+                call.bridged_at = self.clock()
+                await inbound_calls.bridged(self.store, call.id, self.agent_ids[agent.interface.lower()], self._now())
+        log.info("inbound.adopted", adopted=adopted, ended=ended)
 
     async def screen_pop(self, call: InboundCall) -> dict[str, Any] | None:
         """What `GET /agents/{id}/current` shows for an inbound call (dialer.screen_pop); None: unknown caller."""

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from dialer.store import callbacks as callback_store
-from dialer.store.schema import call_attempts, callbacks, customers, inbound_calls, leads
+from dialer.store.schema import call_attempts, callbacks, campaigns, customers, inbound_calls, leads
 from dialer.store.store import Store, _naive_utc
 
 CALLED_BACK = "inbound_callback"
@@ -179,6 +179,19 @@ async def request_callback(store: Store, call_id: str, due_at: datetime, now: da
             .values(callback_id=callback_id, outcome="callback_requested")
         )
         return int(callback_id)
+
+
+async def open_calls(store: Store) -> list[dict[str, Any]]:
+    """Rows of calls not ended: what a previous run (or a lost AMI link) left to follow."""
+    async with store._read() as conn:
+        rows = (
+            await conn.execute(
+                select(inbound_calls, campaigns.c.name.label("campaign"))
+                .join(campaigns, campaigns.c.id == inbound_calls.c.campaign_id)
+                .where(inbound_calls.c.ended_at.is_(None))
+            )
+        ).mappings().all()
+    return [dict(r) for r in rows]
 
 
 async def calls(store: Store, campaign_id: int) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from dialer.config.loader import ConfigError, load_campaign
 from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.inbound import UNKNOWN, inbound_route
+from dialer.core.reconcile import LiveChannel
 from dialer.core.routing import QueueAgents, TierRoute
 from dialer.daemon.server import Daemon
 from dialer.dispositions import apply_disposition
@@ -377,3 +378,29 @@ async def test_a_caller_who_reaches_no_agent_books_a_callback_by_keypress(daemon
     assert (lead["state"], lead["callback_id"]) == ("pending", callback.id)
     [row] = await inbound_calls.calls(daemon.store, daemon.runners["renewals"].campaign_id)
     assert (row["outcome"], row["callback_id"], row["agent_id"]) == ("callback_requested", callback.id, None)
+
+
+async def test_calls_left_open_by_a_previous_run_are_adopted_or_ended_after_login(daemon: Daemon) -> None:
+    await add_lead(daemon, "+12025550176", "standard", "C-1")
+    first_run = service(daemon)
+    for uniqueid in ("1796046000.1", "1796046000.2"):
+        await first_run.agi_route(agi("+12025550176", uniqueid=uniqueid))
+    await first_run.close()  # the daemon dies with both calls open
+
+    async def live() -> list[LiveChannel]:
+        # The first caller is still up, bridged to kate; the second hung up meanwhile.
+        return [LiveChannel("PJSIP/carrier-00000001", "1796046000.1", "1796046000.1", 6, True),
+                LiveChannel("PJSIP/kate-00000002", "1796046000.9", "1796046000.1", 6, True)]
+
+    next_run = service(daemon)
+    await next_run.adopt(live)
+    assert next_run.owns("1796046000.1") and not next_run.owns("1796046000.2")
+    lead = await lead_row(daemon)
+    assert (lead["state"], lead["final_reason"]) == ("done", "inbound_callback")
+    await next_run.on_record(r.ChannelHangup(uniqueid="1796046000.1", at=60.0, cause=16, cause_text="Normal"))
+    await next_run.adopt(live)  # nothing left open: nothing asked
+    await next_run.close()
+    assert daemon.store is not None
+    rows = {row["uniqueid"]: row for row in await inbound_calls.calls(daemon.store, daemon.runners["renewals"].campaign_id)}
+    assert (rows["1796046000.1"]["outcome"], rows["1796046000.1"]["agent_id"]) == ("answered", "kate")
+    assert rows["1796046000.2"]["outcome"] == "interrupted"
