@@ -9,6 +9,7 @@ the decisions are the pure core's (`dialer.core.routing`,
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,15 @@ from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.store import Lease, Store
 
 log = structlog.get_logger("dialer.tiers")
+
+# Campaigns sharing a dedicated team decide together: one campaign's key customer
+# due must not be undone by another campaign lending the team back on its tick.
+# Per board (one per daemon): dedicated queue -> runner -> (agents needed, lending on, at).
+_TEAM_NEEDS: weakref.WeakKeyDictionary[AgentBoard, dict[str, dict[int, tuple[int, bool, float]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_NEED_FRESH = 5.0
+"""Seconds a campaign's need counts: a paused or removed campaign's lapses."""
 
 _LIVE = (State.dialing, State.ringing, State.up)
 
@@ -212,7 +222,11 @@ class TierDialing:
                     due_soon = await tier_store.count_due(self.store, campaign_id, ahead, tiers, at_most=len(team))
                     due_soon -= due_now
                 needed = agents_needed(reserved_in_flight=in_flight, due_now=due_now, due_soon=due_soon)
-            moves = lend_moves(team, needed=needed, enabled=rule.lend_to_general)
+            shared = _TEAM_NEEDS.setdefault(self.board, {}).setdefault(rule.queue, {})
+            shared[id(self)] = (needed, rule.lend_to_general, now)
+            fresh = [v for v in shared.values() if now - v[2] < _NEED_FRESH]
+            needed = sum(v[0] for v in fresh)
+            moves = lend_moves(team, needed=needed, enabled=all(v[1] for v in fresh))
             by_id = {a.id: a for a in members}
             for agent_id in moves.lend:
                 await self._move(ami, general, by_id[agent_id].interface, agent_id, lend=True, now=now)
@@ -427,6 +441,8 @@ class TierDialing:
                      at=at.isoformat())
 
     async def close(self) -> None:
+        for shared in _TEAM_NEEDS.get(self.board, {}).values():
+            shared.pop(id(self), None)
         if self._crm is not None:
             await self._crm.close()
         if self._tasks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from dialer.core import records as r
@@ -207,3 +208,23 @@ def test_in_the_simulator_key_customers_never_wait_past_fallback_nor_abandon() -
             assert after.general_served_by_key > 0, after  # idle between key calls: lent
         else:
             assert after.key_occupancy > 0.9, after  # always needed: kept for the key accounts
+
+
+async def test_campaigns_sharing_a_team_do_not_undo_each_others_recall(store: Store, tmp_path: Path) -> None:
+    board = board_with(key_free=2, general_free=0)
+    other_store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/other.db")
+    try:
+        # Campaign A has a key customer due; campaign B (same team, same general queue) has none.
+        a = await lab_with(store, board, [("1001", "key", 9.0)], mode="progressive", tiers=WAIT)
+        b = await lab_with(other_store, board, [("3001", "standard", 1.0)], mode="progressive", tiers=WAIT)
+        ami_a, ami_b = wire(a, board), wire(b, board)
+        for agent in ("PJSIP/key1", "PJSIP/key2"):  # both lent before A's key customer fell due
+            board.apply(r.MemberStatus(at=0, queue="sales", interface=agent, status=1, paused=False, in_call=False))
+        await b.tick()
+        await a.tick()  # A takes one agent back and dials its key customer
+        assert ("QueueRemove", "sales", "PJSIP/key1") in queue_actions(ami_a)
+        await b.tick(NOW + timedelta(seconds=3))
+        # B sees A's need: it does not lend the recalled agent back.
+        assert ("QueueAdd", "sales", "PJSIP/key1") not in queue_actions(ami_b)
+    finally:
+        await other_store.close()
