@@ -152,7 +152,11 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
     return max(0, min(wanted, room))
 
 
-def safety_margin(abandon: AbandonState, policy: PacingPolicy) -> float:
+BUDGET_TEAM = 20
+"""Agents from which the budget term of the margin has its full weight."""
+
+
+def safety_margin(abandon: AbandonState, policy: PacingPolicy, agents: int | None = None) -> float:
     """The predictive margin `z`, in standard deviations of the forecast.
 
     The feedback term is the count of abandons above the target so far, in standard
@@ -171,10 +175,13 @@ def safety_margin(abandon: AbandonState, policy: PacingPolicy) -> float:
         excess *= max(0.0, 1.0 - policy.cold_evidence / max(expected, 1e-9))
     z = policy.safety + policy.feedback_gain * excess
     budget = abandon.budget(min(policy.abandon_limit, abandon.limit))
-    if budget > 0.0:
-        z += policy.budget_gain / budget
-    else:
+    if budget <= 0.0:
         z = policy.max_safety
+    else:
+        # The budget counts abandons; one bad forecast costs about as many as there are
+        # agents' worth of calls in play, so a small team needs less of a cushion.
+        scale = 1.0 if agents is None else min(1.0, agents / BUDGET_TEAM)
+        z += policy.budget_gain * scale / budget
     return min(policy.max_safety, max(policy.min_safety, z))
 
 
@@ -211,7 +218,7 @@ def _predictive(snapshot: PacingSnapshot, policy: PacingPolicy, estimates: Campa
     slack = [free + supply[i] - waiting - demand[i] for i in range(points)]
 
     new_call, new_variance = estimates.ring.new_call(demand_at)
-    z = safety_margin(snapshot.abandon, policy)
+    z = safety_margin(snapshot.abandon, policy, snapshot.agents_logged_in)
 
     def fits(k: int) -> bool:
         for i in range(points):

@@ -136,6 +136,10 @@ def test_the_margin_widens_smoothly_toward_the_limit() -> None:
     steps = [b - a for a, b in zip(margins, margins[1:])]
     assert max(steps) < 1.5  # no jump to the ceiling before the budget is spent
     assert margins[-1] < pol.max_safety
+    # A small team's burst is a couple of abandons: its cushion is smaller.
+    thin = AbandonState(answered=1000, abandoned=29)
+    assert safety_margin(thin, pol, agents=5) < safety_margin(thin, pol, agents=100) == margins[-1]
+    assert safety_margin(AbandonState(answered=1000, abandoned=31), pol, agents=5) == pol.max_safety
 
 
 def _estimates():  # type: ignore[no-untyped-def]
