@@ -7,11 +7,13 @@ takes it as the carrier (identified by address), as a real carrier's call would 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dialer.sandbox.ports import sipp_control_port, sipp_media_port
+from dialer.sandbox.processes import port_in_use
 from dialer.sandbox.state import SandboxState
 
 SCENARIO = Path(__file__).parent / "scenarios" / "inbound.xml"
@@ -56,14 +58,31 @@ def _scenario(state: SandboxState, workdir: Path, name: str, key: str | None, ke
     return path
 
 
+def free_port_block(size: int = 5, tries: int = 50) -> int:
+    """A UDP port p with p..p+size-1 free now, from the system's ephemeral range: SIPp binds
+    its SIP port, control port (+1) and media ports (+2, +4), and the fixed sandbox port
+    offsets of parallel test runs stay clear of that range."""
+    for _ in range(tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port + size > 65535:
+            continue
+        if all(not port_in_use("udp", p) for p in range(port, port + size)):
+            return port
+    raise OSError(f"no {size} free UDP ports in a row")
+
+
 def call_in(
-    state: SandboxState, *, did: str, from_value: str, talk_s: float, port: int, workdir: Path, name: str,
+    state: SandboxState, *, did: str, from_value: str, talk_s: float, workdir: Path, name: str,
+    port: int | None = None,
     key: str | None = None, key_after_s: float = 0.0,
 ) -> InboundCall:
     """Start one inbound call to `did`; the caller hangs up `talk_s` seconds after the answer
     (`key`: pressed `key_after_s` seconds after the answer, the talk time counted after it)."""
     log = workdir / f"inbound-{name}.log"
     errors = workdir / f"inbound-{name}.errors"
+    port = free_port_block() if port is None else port
     argv = [
         "sipp", "127.0.0.1:" + str(state.ports.sip),
         "-sf", str(_scenario(state, workdir, name, key, key_after_s)),

@@ -62,7 +62,8 @@ if "lend_to_general" in TierRouteConfig.model_fields:
 
 @pytest.fixture(scope="module")
 def inbound_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxState]:
-    handle = Sandbox(tmp_path_factory.mktemp("inbound-sandbox"), ports=SandboxPorts.offset(PORT_OFFSET + 90), agents=3)
+    # +5: clear of the session sandbox's ports (+0) that run beside it.
+    handle = Sandbox(tmp_path_factory.mktemp("inbound-sandbox"), ports=SandboxPorts.offset(PORT_OFFSET + 5), agents=3)
     handle.up(progress=lambda message: print(f"[sandbox] {message}", file=sys.stderr))
     try:
         yield handle.state()
@@ -93,7 +94,6 @@ class Lab:
         self.db = tmp / "dialer.db"
         self.log = tmp / "daemon.log"
         self.config = tmp / "dialer.yaml"
-        self._port = sandbox.ports.agents + 20
         serial = random.Random().randrange(1000, 8000)
         self.numbers = {
             "S": customer_number(CustomerKind.ANSWER, 1, 10, serial),
@@ -177,9 +177,8 @@ class Lab:
 
     def call(self, name: str, from_value: str, *, talk_s: float, did: str = DID, key: str | None = None,
              key_after_s: float = 0.0) -> InboundCall:
-        self._port += 10
-        caller = call_in(self.sandbox, did=did, from_value=from_value, talk_s=talk_s, port=self._port,
-                         workdir=self.tmp, name=name, key=key, key_after_s=key_after_s)
+        caller = call_in(self.sandbox, did=did, from_value=from_value, talk_s=talk_s, workdir=self.tmp, name=name,
+                         key=key, key_after_s=key_after_s)
         self.callers.append(caller)
         return caller
 
