@@ -432,13 +432,13 @@ class CampaignStats:
             return None
         changed = False
         if self._ring is None or self._ring_new >= _refresh_due(self.refresh_every, self._ring.attempts):
-            self._ring = _ring_model(self._rings, tuple(ringing))
+            self._ring = _ring_model(self._rings, _elapsed(ringing))
             self._ring_new = 0
             changed = True
         if self._busy is None or self._busy_new >= _refresh_due(
             self.refresh_every, len(self._busy.talk_time) + len(self._busy.wrapup_time)
         ):
-            in_progress = tuple(talking)
+            in_progress = _elapsed(talking)
             talk = (
                 Distribution.kaplan_meier(self._talk, in_progress, MIN_AT_RISK)
                 if in_progress
@@ -468,6 +468,12 @@ def _ring_model(rings: Iterable[tuple[bool, float]], ringing: tuple[float, ...])
         last = max([*answered.samples, *failed.samples, 0.0]) + ELAPSED_BUCKET
         answered = Distribution((*answered.samples, last), (*answered.cumulative, answered.total + unknown))
     return RingModel(answered=answered, failed=failed, attempts=attempts)
+
+
+def _elapsed(times: Iterable[float]) -> tuple[float, ...]:
+    # A clock stepping back or a broken record must not poison the curves: such an elapsed
+    # time says nothing, so it is left out (NaN fails the comparison too).
+    return tuple(t for t in times if t >= 0.0 and math.isfinite(t))
 
 
 def _refresh_due(refresh_every: int, samples_in_model: int) -> int:

@@ -313,3 +313,16 @@ def test_borrow_history_prefers_the_busiest_sibling_on_the_same_queue() -> None:
     lonely = runner("lonely", "billing", "survey", 0, 0.0)
     assert lonely.borrow_history([lonely, same_type]) is None
     assert runner("by-type", "billing", "telemarketing", 0, 0.0).borrow_history(everyone) == "other-queue"
+
+
+def test_unreadable_elapsed_times_are_left_out() -> None:
+    stats = CampaignStats(refresh_every=1)
+    for i in range(30):
+        stats.observe_attempt("answered" if i % 3 == 0 else "busy", 3.0 + (i % 5))
+    for i in range(12):
+        stats.observe_talk(10.0 + i)
+    bad = [float("nan"), -5.0, float("inf"), -float("inf")]
+    estimates = stats.estimates(talking=bad, ringing=bad)
+    assert estimates is not None
+    assert estimates.busy.talk_time.total == pytest.approx(1.0)
+    assert estimates.answer_probability == pytest.approx(10 / 30)
