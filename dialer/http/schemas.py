@@ -47,7 +47,6 @@ def _bounded_json(value: Any) -> Any:
     return value
 
 
-
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -153,7 +152,6 @@ class PauseIn(_In):
         None, max_length=80, pattern=PRINTABLE_PATTERN, description="no control characters (it goes to AMI)"
     )
     queue: QueueName | None = Field(None, description="one queue of this daemon's config; default: all")
-
 
 
 class LeadIn(_In):
