@@ -169,7 +169,13 @@ class Desk:
             case r.AgentCompleted(uniqueid=attempt_id):
                 call = agent.call
                 if call is not None and call.attempt == attempt_id:
-                    if call.connected and not call.ended:
+                    if call.connected and not call.ended and not self.sessions.signed_in(agent.config.id, at):
+                        # Nobody at this agent's desk could press Ready: no wrap-up hold
+                        # (the phone-only agent is free at once, as without a desk).
+                        call.ended = True
+                        agent.call = None
+                        self._note_no_wrapup(call)
+                    elif call.connected and not call.ended:
                         call.ended = True
                         # Busy from this very event on: a pacing tick before the QueuePause
                         # below is answered must not count this agent as free.
@@ -188,6 +194,11 @@ class Desk:
             agent.call = None
             self._push(agent, "pop")
         self._touch(agent, state, at)
+
+    def _note_no_wrapup(self, call: DeskCall) -> None:
+        runner = self.daemon.runners.get(call.campaign)
+        if runner is not None and runner.wrapup_from_desk:
+            runner.stats.observe_wrapup(0.0)
 
     def _push(self, agent: DeskAgent, kind: str) -> None:
         if kind == "pop":

@@ -184,6 +184,10 @@ class Sessions:
         if session_id:
             self._by_id.pop(session_id, None)
 
+    def signed_in(self, user: str, now: float) -> bool:
+        """Whether `user` has a session that has not gone idle."""
+        return any(s.user == user and now - s.seen <= self.IDLE_S for s in self._by_id.values())
+
     def _expire(self, now: float) -> None:
         for key in [k for k, s in self._by_id.items() if now - s.seen > self.IDLE_S]:
             del self._by_id[key]

@@ -461,3 +461,20 @@ async def test_a_config_reload_adds_and_removes_desk_agents(daemon: Daemon) -> N
     async with httpx.AsyncClient(base_url=base(daemon)) as gone:
         reply = await gone.post("/desk/sign-in", data={"user": "agent2", "secret": SECRETS["agent2"]})
         assert reply.status_code == 401  # a secret left in the file opens nothing once the agent is gone
+
+
+async def test_an_agent_not_signed_in_to_the_desk_is_not_held_in_wrapup(daemon: Daemon) -> None:
+    # A phone-only agent has nobody to press Ready: holding them paused until the
+    # wrap-up limit would idle them after every call. They are free at once, and the
+    # pacing learns a 0 s wrap-up, as without a desk.
+    runner = daemon.runners["sales"]
+    async with httpx.AsyncClient(base_url=base(daemon), timeout=10) as admin:
+        attempt_id, rang = await ring_agent1(daemon, admin)
+        feed(daemon, r.AgentConnected(uniqueid=attempt_id, at=rang, queue="sales", interface="PJSIP/agent1"))
+        feed(daemon, r.AgentCompleted(uniqueid=attempt_id, at=time.time(), queue="sales", interface="PJSIP/agent1",
+                                      talk_time=1.0))
+        await asyncio.sleep(0.1)
+        board = daemon.board.agent("PJSIP/agent1")
+        assert board is not None and board.label != "wrapup" and board.free
+        assert runner.stats.wrapup_samples() == (0.0,)
+        assert [a for a in daemon.ami.sent if a.get("Action") == "QueuePause"] == []
