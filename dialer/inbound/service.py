@@ -202,6 +202,9 @@ class InboundService:
             "DIALER_ANSWERS": (known.answers_attempt or "") if known else "",
             **self._no_agent_variables(campaign),
         }
+        if known is None or known.lead_id is None:
+            # Nobody to call back (no number, or no lead in the campaign): no key offered.
+            variables["DIALER_CALLBACK_KEY"] = ""
         return Decision(call, variables)
 
     def fallback(self, did: str) -> Decision:
@@ -215,6 +218,8 @@ class InboundService:
             "DIALER_QUEUE": campaign.inbound.default_queue or campaign.queue,
             "DIALER_AGENT_WAIT": str(campaign.inbound.max_wait),
             **self._no_agent_variables(campaign),
+            # No call row to book a callback on.
+            "DIALER_CALLBACK_KEY": "",
         })
 
     def _no_agent_variables(self, campaign: Campaign) -> dict[str, str]:

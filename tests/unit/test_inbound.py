@@ -301,6 +301,7 @@ async def test_hostile_caller_ids_go_to_the_default_queue(daemon: Daemon, caller
     variables = line.variables()
     assert (variables["DIALER_QUEUE"], variables["DIALER_TIER"], variables["DIALER_CUSTOMER"]) == ("support", "", "")
     assert variables["DIALER_AGENT_WAIT"] == "45"
+    assert variables["DIALER_CALLBACK_KEY"] == ""  # nobody to call back: no key offered
     assert daemon.store is not None
     [row] = await inbound_calls.calls(daemon.store, daemon.runners["renewals"].campaign_id)
     assert (row["caller"], row["customer_id"], row["routing"]) == (None, None, UNKNOWN)
@@ -343,6 +344,7 @@ async def test_a_slow_database_still_gets_the_caller_a_queue_at_once(
     variables = line.variables()
     assert (variables["DIALER_QUEUE"], variables["DIALER_CAMPAIGN"], variables["DIALER_AGENT_WAIT"]) == (
         "support", "renewals", "45")
+    assert variables["DIALER_CALLBACK_KEY"] == ""
     assert finished == []
 
 
