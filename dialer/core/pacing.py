@@ -153,7 +153,10 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
 
 
 BUDGET_TEAM = 20
-"""Agents from which the budget term of the margin has its full weight."""
+"""Agents from which the budget term of the margin has its full weight in a young window."""
+YOUNG_WINDOW = 100
+"""Live answers under which a window is young: its rate is not judged yet, and its budget
+is small because little was answered."""
 
 
 def safety_margin(abandon: AbandonState, policy: PacingPolicy, agents: int | None = None) -> float:
@@ -179,8 +182,11 @@ def safety_margin(abandon: AbandonState, policy: PacingPolicy, agents: int | Non
         z = policy.max_safety
     else:
         # The budget counts abandons; one bad forecast costs about as many as there are
-        # agents' worth of calls in play, so a small team needs less of a cushion.
-        scale = 1.0 if agents is None else min(1.0, agents / BUDGET_TEAM)
+        # agents' worth of calls in play, so a small team in a young window (its budget
+        # small because little was answered yet, not because the limit is near) needs
+        # less of a cushion.
+        young = abandon.answered < YOUNG_WINDOW
+        scale = min(1.0, agents / BUDGET_TEAM) if agents is not None and young else 1.0
         z += policy.budget_gain * scale / budget
     return min(policy.max_safety, max(policy.min_safety, z))
 

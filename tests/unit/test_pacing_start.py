@@ -136,9 +136,13 @@ def test_the_margin_widens_smoothly_toward_the_limit() -> None:
     steps = [b - a for a, b in zip(margins, margins[1:])]
     assert max(steps) < 1.5  # no jump to the ceiling before the budget is spent
     assert margins[-1] < pol.max_safety
-    # A small team's burst is a couple of abandons: its cushion is smaller.
+    # Near the limit every team gets the full cushion; in a young window (budget small
+    # because little was answered) a small team's burst is a couple of abandons: less.
     thin = AbandonState(answered=1000, abandoned=29)
-    assert safety_margin(thin, pol, agents=5) < safety_margin(thin, pol, agents=100) == margins[-1]
+    assert safety_margin(thin, pol, agents=5) == safety_margin(thin, pol, agents=100) == margins[-1]
+    young = AbandonState(answered=60, abandoned=0)
+    assert safety_margin(young, pol, agents=5) < safety_margin(young, pol, agents=100)
+    assert safety_margin(young, pol, agents=5) >= pol.safety
     assert safety_margin(AbandonState(answered=1000, abandoned=31), pol, agents=5) == pol.max_safety
 
 
