@@ -54,8 +54,10 @@ class DeskRefused(Exception):
 @dataclass
 class DeskCall:
     attempt: str
+    """The id the agent records carry: the outbound attempt's, or an inbound caller channel's Uniqueid."""
     campaign: str
-    lead_id: int
+    lead_id: int | None
+    """None: an inbound caller the dialer does not know (no lead to give a disposition for)."""
     pop: dict[str, Any] | None
     rang_at: float
     zones: list[str] = field(default_factory=list)
@@ -64,6 +66,25 @@ class DeskCall:
     ended: bool = False
     disposition: str | None = None
     callback_local: str | None = None
+    inbound: InboundOnDesk | None = None
+    """Set for a customer calling the campaign's number (dialer.inbound); None: an outbound call."""
+
+    @property
+    def call_id(self) -> str:
+        return self.inbound.id if self.inbound is not None else self.attempt
+
+
+@dataclass(frozen=True)
+class InboundOnDesk:
+    """What the desk shows of an inbound call besides the screen pop."""
+
+    id: str
+    """The inbound call's own id (`in-...`), as in `GET /agents/{id}/current` and the DialerScreenPop."""
+    caller: str | None
+    """The caller's number as recognised; None: withheld or not a number."""
+    answers_attempt: str | None
+    answers_outcome: str | None
+    """The attempt that did not reach this customer and its outcome (abandoned, no_answer ...), if any."""
 
 
 @dataclass
@@ -239,6 +260,42 @@ class Desk:
                 agent.call = call
                 self._spawn(self._pop(agent, call, runner, attempt.phone))
                 return
+        inbound = self.daemon.inbound.calls.get(attempt_id) if self.daemon.inbound is not None else None
+        if inbound is not None:
+            known = inbound.customer
+            # The lead only of a caller recognised as one of this campaign's: anyone else gets
+            # the minimal pop (their number), never a customer's data.
+            lead_id = known.lead_id if known is not None else None
+            shown = InboundOnDesk(
+                inbound.id,
+                inbound.caller,
+                known.answers_attempt if lead_id is not None else None,
+                known.answers_outcome if lead_id is not None else None,
+            )
+            call = DeskCall(attempt_id, inbound.campaign.name, lead_id, None, rang_at, inbound=shown)
+            agent.call = call
+            self._spawn(self._inbound_pop(agent, call, inbound))
+
+    async def _inbound_pop(self, agent: DeskAgent, call: DeskCall, inbound: Any) -> None:
+        service = self.daemon.inbound
+        store = self.daemon.store
+        assert service is not None and store is not None
+        call.pop = await service.screen_pop(inbound) if call.lead_id is not None else None
+        if call.lead_id is not None and call.pop is None:
+            call.lead_id = None  # the lead is gone since the caller was recognised
+        self._push(agent, "pop")
+        log.info(
+            "desk.pop_pushed", agent=agent.config.id, attempt=call.call_id, inbound=True,
+            known=call.lead_id is not None, seconds=round(self.daemon.clock() - call.rang_at, 3),
+        )
+        if call.lead_id is None:
+            return
+        found = await store.find_leads(lead_id=call.lead_id)
+        own = found[0]["timezone"] if found else None
+        phone = found[0]["phone"] if found else (call.inbound.caller if call.inbound else None) or ""
+        zones = lead_zones(own, time_zones(phone), inbound.campaign.calling_hours.timezone)
+        call.zones = [z.key for z in zones]
+        self._push(agent, "pop")
 
     async def _pop(self, agent: DeskAgent, call: DeskCall, runner: Any, phone: str) -> None:
         store = self.daemon.store

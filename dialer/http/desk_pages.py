@@ -101,14 +101,22 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class DeskInboundOut(BaseModel):
+    caller: str | None = Field(description="the caller's number as recognised; null: withheld or not a number")
+    known: bool = Field(description="false: an unknown caller (no screen pop, no disposition)")
+    answers_attempt: str | None = Field(description="the attempt that did not reach this customer, if any")
+    answers_outcome: str | None = Field(description="its outcome: abandoned, no_answer, busy ...")
+
+
 class DeskCallOut(BaseModel):
-    attempt: str
+    attempt: str = Field(description="the outbound attempt's id, or the inbound call's (in-...)")
     campaign: str
-    lead_id: int
+    lead_id: int | None = Field(description="null: an inbound caller the dialer does not know")
     customer_zone: str | None
     screen_pop: dict[str, Any] | None
     disposition: str | None
     ended: bool
+    inbound: DeskInboundOut | None = Field(None, description="set for a customer calling back (inbound)")
 
 
 class DeskMeOut(BaseModel):
@@ -442,6 +450,9 @@ def desk_router(daemon: "Daemon") -> APIRouter:
         call = agent.call
         if call is None:
             raise DeskError(409, "no call to give a disposition for")
+        if call.lead_id is None:
+            # An unknown inbound caller: no lead to apply it to, nor to call back.
+            raise DeskError(409, "unknown caller: no customer record to give a disposition for; press Ready")
         if len(notes) > MAX_NOTES:
             raise DeskError(422, f"notes: at most {MAX_NOTES} characters")
         runner = daemon.runners.get(call.campaign)
@@ -479,7 +490,9 @@ def desk_router(daemon: "Daemon") -> APIRouter:
                 {name: r.campaign for name, r in daemon.runners.items()},
                 code=code,
                 now=now,
-                attempt_id=call.attempt,
+                # An inbound call is no attempt: its disposition goes to the caller's lead.
+                attempt_id=call.attempt if call.inbound is None else None,
+                lead_id=call.lead_id if call.inbound is not None else None,
                 callback_at=callback_at,
                 agent=agent.config.id,
                 notes=notes or None,
@@ -491,9 +504,10 @@ def desk_router(daemon: "Daemon") -> APIRouter:
             webhooks.wake()
         shown = f"{callback_at:%Y-%m-%d %H:%M} {zone_label(call)}" if callback_at else None
         desk().noted_disposition(agent.config.id, code, shown)
-        log.info("desk.disposition", agent=agent.config.id, attempt=call.attempt, code=code, callback=result.callback_id)
+        log.info("desk.disposition", agent=agent.config.id, attempt=call.call_id, code=code,
+                 callback=result.callback_id, lead=result.lead_id)
         return DeskDispositionOut(
-            attempt=call.attempt,
+            attempt=call.call_id,
             code=code,
             action=result.action.value,
             callback_id=result.callback_id,
@@ -514,14 +528,21 @@ def desk_router(daemon: "Daemon") -> APIRouter:
     def call_out(call: DeskCall | None) -> DeskCallOut | None:
         if call is None:
             return None
+        inbound = call.inbound
         return DeskCallOut(
-            attempt=call.attempt,
+            attempt=call.call_id,
             campaign=call.campaign,
             lead_id=call.lead_id,
             customer_zone=call.zones[0] if call.zones else None,
             screen_pop=call.pop,
             disposition=call.disposition,
             ended=call.ended,
+            inbound=None if inbound is None else DeskInboundOut(
+                caller=inbound.caller,
+                known=call.lead_id is not None,
+                answers_attempt=inbound.answers_attempt,
+                answers_outcome=inbound.answers_outcome,
+            ),
         )
 
     @router.get("/desk/api/me", response_model=DeskMeOut)
@@ -598,7 +619,7 @@ def desk_router(daemon: "Daemon") -> APIRouter:
                     "seconds": round(now - agent.since, 1),
                     "for": duration(now - agent.since),
                     "pause_reason": agent.pause_reason,
-                    "call": agent.call.attempt if agent.call else None,
+                    "call": agent.call.call_id if agent.call else None,
                     "campaign": agent.call.campaign if agent.call else None,
                     "on_call": bool(state and state.on_call),
                     "disposition": agent.last_disposition,
