@@ -8,7 +8,8 @@ the callers the dialer does not know (support, the campaign's inbound default qu
    agent2, A answers later and is abandoned. A's lead is due again 24 s later.
 2. A calls the campaign's DID back: agent2 (not the key team) gets the call with A's
    screen-pop headers; the call answers A's abandoned attempt; A's lead is done and
-   never dialed again (the test runs well past the retry time).
+   never dialed again (the test runs well past the retry time). agent2, signed in to
+   the desk, sees A's pop marked as the callback of that abandoned attempt, then wrap-up.
 3. With agent1 busy (key customer K2) and agent2 busy (S), W (standard) waits in sales;
    K (key) calls after W: the key team is busy, so K goes to the general pool at the
    raised priority and reaches agent2 before W, who waited longer.
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,10 +32,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from dialer.config.tiers import TierRouteConfig
+from dialer.http.desk_auth import Role, set_user
 from dialer.sandbox import (
     AgentEvent,
     CustomerKind,
@@ -53,6 +57,7 @@ DID = "+15550199"
 CALLER_ID_NUMBER = "+15550100"
 WINBACK_DID = "+15550177"
 RETRY_ABANDONED_S = 24
+DESK_SECRET = "agent-two-desk-secret"
 KEY_ROUTING: dict[str, Any] = {"queue": "key-accounts", "priority": 10, "fallback_priority": 20, "fallback_after": 1}
 if "lend_to_general" in TierRouteConfig.model_fields:
     # The outbound phase needs the key team to stay out of the general queue, so that
@@ -105,6 +110,9 @@ class Lab:
         self.unknown = customer_number(CustomerKind.ANSWER, 1, 1, serial + 5)
         self.daemon: subprocess.Popen[bytes] | None = None
         self.callers: list[InboundCall] = []
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.http_port = probe.getsockname()[1]
 
     def write(self) -> None:
         sandbox = self.sandbox
@@ -149,7 +157,9 @@ class Lab:
                 {"id": "agent2", "interface": phones["agent2"], "queues": ["sales"]},
                 {"id": "agent3", "interface": phones["agent3"], "queues": ["support"]},
             ],
+            "http": {"port": self.http_port, "token": "d" * 32, "desk_users_file": "desk-users.yaml"},
         }))
+        set_user(self.tmp / "desk-users.yaml", "agent2", Role.agent, DESK_SECRET)
         tiers = {"S": "standard", "A": "standard", "W": "standard", "K": "key", "K2": "key"}
         # S before A: dialed together, S answers first and takes the only general agent.
         (self.tmp / "leads.csv").write_text("phone,name,customer_id,tier\n" + "".join(
@@ -198,10 +208,27 @@ class Lab:
     def headers(self, since: float, agent: str) -> list[dict[str, str]]:
         return [e.headers for e in self.agent_events(since, agent) if e.event == "headers"]
 
+    def desk(self) -> tuple[httpx.Client, str]:
+        """agent2 signed in to the desk: the client (its session cookie) and the CSRF token."""
+        client = httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=5)
+        wait_until(lambda: _reachable(client), 20, "the daemon's HTTP server", self.log)
+        signed = client.post("/desk/sign-in", data={"user": "agent2", "secret": DESK_SECRET})
+        assert signed.status_code == 303, signed.text
+        page = client.get("/desk/agent").text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        return client, csrf
+
     def inbound(self, caller: str | None = None) -> list[sqlite3.Row]:
         if caller is None:
             return rows(self.db, "SELECT * FROM inbound_calls ORDER BY started_at")
         return rows(self.db, "SELECT * FROM inbound_calls WHERE caller = ? ORDER BY started_at", caller)
+
+
+def _reachable(client: httpx.Client) -> bool:
+    try:
+        return client.get("/desk/sign-in").status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def ring_delay(lab: Lab, caller: InboundCall, since: float, agent: str) -> float:
@@ -232,6 +259,7 @@ def test_customers_calling_back_reach_the_right_agents(inbound_sandbox: SandboxS
         assert rows(lab.db, "SELECT state FROM leads WHERE phone = ?", n["A"])[0]["state"] == "pending"
 
         # 2. A calls the campaign's DID back: the general pool, with A's screen pop.
+        desk, csrf = lab.desk()
         since = time.time()
         back = lab.call("A", from_header(n["A"], '"Customer A"'), talk_s=4)
         wait_until(lambda: lab.answered_by("agent2", since), 20, "agent2 to answer A's callback", lab.log)
@@ -244,7 +272,21 @@ def test_customers_calling_back_reach_the_right_agents(inbound_sandbox: SandboxS
             "agent2", "sales", "general", "standard")
         lead = rows(lab.db, "SELECT state, final_reason FROM leads WHERE phone = ?", n["A"])[0]
         assert (lead["state"], lead["final_reason"]) == ("done", "inbound_callback")
-        time.sleep(5)  # A hangs up, agent2 is free again
+        # The desk: A's pop on agent2's page, as the callback of the abandoned attempt.
+        me = desk.get("/desk/api/me").json()
+        assert me["call"]["attempt"] == call_a["id"], me
+        assert me["call"]["inbound"] == {"caller": call_a["caller"], "known": True,
+                                         "answers_attempt": abandoned[0]["id"], "answers_outcome": "abandoned"}
+        assert me["call"]["screen_pop"]["customer"]["id"] == "CUST-A"
+        page = desk.get("/desk/agent").text
+        assert "Customer A" in page and "was abandoned" in page
+        # A hangs up: wrap-up (paused in the queues) until agent2 presses Ready, then off the desk
+        # so the rest of the test sees a phone-only agent.
+        wait_until(lambda: desk.get("/desk/api/me").json()["state"] == "wrapup", 15, "agent2's wrap-up", lab.log)
+        assert desk.post("/desk/api/ready", headers={"X-CSRF-Token": csrf}).json()["state"] == "ready"
+        assert desk.post("/desk/sign-out", data={"csrf": csrf}).status_code == 303
+        desk.close()
+        time.sleep(1)
 
         # 3. Key team busy: K reaches the general pool ahead of W, who called first.
         start = time.time()
