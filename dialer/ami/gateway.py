@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from dialer.ami.errors import (
@@ -42,6 +43,21 @@ from dialer.config.models import AmiServer
 log = structlog.get_logger("dialer.ami")
 
 OnLogin = Callable[[], Awaitable[None]]
+
+
+class _Protocol(AMIProtocol):
+    """panoramisk's protocol, quiet when the line drops before the manager takes it over.
+
+    The manager adopts the protocol a loop turn after the connection is made; a peer
+    that closes at once (a proxy, an Asterisk going down) made panoramisk log an
+    AttributeError traceback at error level for what is only a failed connect.
+    """
+
+    def connection_lost(self, exc: Any) -> None:
+        if self.factory is None:
+            self.closed = True
+            return
+        super().connection_lost(exc)
 
 
 class _Manager(Manager):
@@ -134,7 +150,7 @@ class AmiGateway:
         manager.register_event("*", self._on_event)
         try:
             transport_and_protocol = await asyncio.wait_for(
-                loop.create_connection(manager.config["protocol_factory"], self.server.host, self.server.port),
+                loop.create_connection(_Protocol, self.server.host, self.server.port),
                 self.server.connect_timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:

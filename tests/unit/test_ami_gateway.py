@@ -10,7 +10,7 @@ from itertools import islice
 import pytest
 
 from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout
-from dialer.ami.gateway import AmiGateway, backoff_delays
+from dialer.ami.gateway import AmiGateway, _Protocol, backoff_delays
 from dialer.config.models import AmiServer
 
 SECRET = "s3cret"
@@ -423,3 +423,19 @@ async def test_an_unreadable_secret_at_a_reconnect_is_retried_not_fatal(ami: Fak
         stopping.set()
         await asyncio.wait_for(task, 3)
         await gateway.close()
+
+
+def test_a_line_lost_before_the_manager_adopts_it_is_quiet() -> None:
+    # A proxy or a dying Asterisk may accept and close at once, before the manager
+    # takes the protocol over (a loop turn later): that is a failed connect, retried
+    # with backoff, not an AttributeError traceback in the operator's journal.
+    class Transport:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    protocol = _Protocol()
+    protocol.connection_made(Transport())
+    protocol.connection_lost(None)
+    assert protocol.closed
