@@ -24,7 +24,9 @@ SEED = int(os.environ.get("DIALER_CHAOS_SEED", "11"))
 CHAOS_S = 110.0
 FINISH_S = 40.0
 RECONCILE_S = 20.0
-LEADS = 240
+# Fresh leads are dialed before retries: with more leads than a loaded machine dials in the
+# run, no number is redialed and the retry-spacing check would prove nothing (seen at 240).
+LEADS = 180
 
 
 @pytest.mark.timeout(360)

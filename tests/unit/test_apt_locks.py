@@ -129,7 +129,9 @@ def test_install_waits_for_the_frontend_lock_and_goes_on(locks: AptLocks, hold) 
     fake = FakeAptGet(locks)
     install_packages(["sip-tester"], lock_wait=20, runner=fake, locks=locks)
     assert fake.actions() == ["update", "install"]
-    assert int(fake.calls[-1][2].split("=")[1]) >= 18  # apt itself may wait for what is left
+    # apt itself may wait for what is left of the 20 s, not for a fresh 20 s (how much is
+    # left depends on the machine's load: no tighter bound).
+    assert 0 < int(fake.calls[-1][2].split("=")[1]) <= 20
 
 
 def test_a_lock_held_too_long_ends_in_one_clear_line(locks: AptLocks, hold) -> None:  # type: ignore[no-untyped-def]
