@@ -5,7 +5,7 @@ waiting or due).
 
     .venv/bin/python benchmarks/dedicated_team.py                 # simulator, 3 seeds, 8 h
     .venv/bin/python benchmarks/dedicated_team.py --sandbox       # real Asterisk, lending off then on
-    PYTHONPATH=/work/base .venv/bin/python benchmarks/dedicated_team.py --sandbox --dialer-checkout /work/base
+    PYTHONPATH=../dialer-old .venv/bin/python benchmarks/dedicated_team.py --sandbox --dialer-checkout ../dialer-old
 
 Prints per run: each team's occupancy, the key customers' longest wait and
 abandons (goal: 0), the waits past `fallback_after`, the key leads' delay from

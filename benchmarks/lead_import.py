@@ -8,7 +8,7 @@ which the daemon's own lease and outcome writes wait).
 
     .venv/bin/python benchmarks/lead_import.py                # 100 000 rows
     .venv/bin/python benchmarks/lead_import.py --rows 20000
-    PYTHONPATH=/work/base .venv/bin/python benchmarks/lead_import.py   # another checkout
+    PYTHONPATH=../dialer-old .venv/bin/python benchmarks/lead_import.py   # another checkout
 
 A second run of the same file into the same database (--again) shows the cost of
 the duplicate checks (every row already in the campaign).

@@ -1,7 +1,7 @@
 """Hostile campaign files: time and memory of `dialer validate`, event-loop stalls in the daemon.
 
     .venv/bin/python benchmarks/yaml_bomb.py                      # this checkout
-    .venv/bin/python benchmarks/yaml_bomb.py --checkout /work/base  # another one, to compare
+    .venv/bin/python benchmarks/yaml_bomb.py --checkout ../dialer-old  # another one, to compare
 
 Prints, for the 12-line alias bomb of issue 11 (about 330 bytes):
 - `dialer validate bomb.yaml`: wall time, peak RSS and the first line it prints;

@@ -11,7 +11,7 @@ each team's occupancy over the run, the key customers' longest wait (from the
 customer answering to an agent's phone being offered the call) and abandons.
 
 It drives the dialer only through its CLI, so `checkout` may be another tree
-(`/work/base`): that is how the "before" figures are taken.
+(`../dialer-old`): that is how the "before" figures are taken.
 """
 
 from __future__ import annotations
