@@ -248,22 +248,7 @@ async def screen_pop_rows(store: Store, lead_id: int, *, contacts: int = 5) -> d
 
 async def due_leads(store: Store, campaign_id: int, now: datetime, tiers: LeaseTiers) -> bool:
     """Whether any lead of these tiers is due now (as `Store.lease_due_leads` would see it)."""
-    moment = _naive_utc(now)
-    async with store._read() as conn:
-        row = (
-            await conn.execute(
-                select(leads.c.id)
-                .join(customers, customers.c.id == leads.c.customer_id)
-                .where(
-                    leads.c.campaign_id == campaign_id,
-                    leads.c.state == "pending",
-                    (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= moment),
-                    *tiers.where(),
-                )
-                .limit(1)
-            )
-        ).first()
-    return row is not None
+    return await count_due(store, campaign_id, now, tiers, at_most=1) > 0
 
 
 async def count_due(store: Store, campaign_id: int, until: datetime, tiers: LeaseTiers, *, at_most: int) -> int:
