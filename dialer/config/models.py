@@ -35,6 +35,16 @@ from dialer.config.inbound import InboundConfig
 from dialer.config.webhooks import WebhookConfig, check_webhooks
 
 
+def _each_once(items: list, names: list[str], what: str) -> list:
+    """`items` unchanged if no name repeats; else the first repeated name is the error."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {name!r} appears twice")
+        seen.add(name)
+    return items
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo in an ops team's YAML must not be ignored.
     model_config = ConfigDict(extra="forbid")
@@ -204,12 +214,7 @@ class DialerConfig(_Strict):
     @field_validator("trunks")
     @classmethod
     def _unique_trunks(cls, trunks: list[TrunkConfig]) -> list[TrunkConfig]:
-        seen: set[str] = set()
-        for trunk in trunks:
-            if trunk.name in seen:
-                raise ValueError(f"trunk {trunk.name!r} appears twice")
-            seen.add(trunk.name)
-        return trunks
+        return _each_once(trunks, [t.name for t in trunks], "trunk")
 
     def trunk_rates(self) -> dict[str, float]:
         return {t.name: t.calls_per_second for t in self.trunks}
@@ -227,12 +232,7 @@ class DialerConfig(_Strict):
     @field_validator("agents")
     @classmethod
     def _unique_agents(cls, agents: list[AgentConfig]) -> list[AgentConfig]:
-        seen: set[str] = set()
-        for agent in agents:
-            if agent.id in seen:
-                raise ValueError(f"agent id {agent.id!r} appears twice")
-            seen.add(agent.id)
-        return agents
+        return _each_once(agents, [a.id for a in agents], "agent id")
 
 
 class CampaignType(str, Enum):
