@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from dialer.ami.errors import AmiActionFailed, AmiError, AmiTimeout, AmiUnsafeValue
-from dialer.ami.gateway import AmiGateway
+from dialer.pbx.protocol import Pbx
 from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
@@ -65,7 +65,7 @@ class CampaignRunner:
         campaign: Campaign,
         campaign_id: int,
         store: Store,
-        ami: AmiGateway,
+        ami: Pbx,
         board: AgentBoard,
         agent_ids: dict[str, str],
         clock: Callable[[], float] = time.time,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from dialer.ami.gateway import AmiGateway
+from dialer.pbx.protocol import Pbx
 from dialer.config.campaign_rules import DEFAULT_RETRIES, retry_rules
 from dialer.core.attempt import Attempt, State
 from dialer.core.reconcile import Adopt, LiveChannel, Vanished, channel_from_event, plan
@@ -45,7 +45,7 @@ class Reconciler:
     def __init__(
         self,
         store: Store,
-        ami: AmiGateway,
+        ami: Pbx,
         runners: Callable[[], Mapping[str, CampaignRunner]],
         clock: Callable[[], float],
     ) -> None:

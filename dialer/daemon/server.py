@@ -19,7 +19,7 @@ import structlog
 from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed
 from dialer.ami.events import WANTED, to_record
 from dialer.ami.gateway import AmiGateway
-from dialer.config.models import Campaign, DialerConfig
+from dialer.config.models import AmiServer, Campaign, DialerConfig
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import record_key
@@ -33,6 +33,7 @@ from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, re
 from dialer.daemon.systemd import Notifier
 from dialer.http.service import HttpService, start_http
 from dialer.metrics import DaemonMetrics
+from dialer.pbx.protocol import Pbx
 from dialer.ivr.service import IvrService, IvrSetupError
 from dialer.inbound.service import InboundService
 from dialer.store.store import Store
@@ -89,6 +90,13 @@ class Status:
 
 ProgressCallback = Callable[[Status], None]
 
+PbxFactory = Callable[[AmiServer, Callable[[], float]], Pbx]
+"""Builds the daemon's PBX from its AMI server and clock (a simulated PBX in tests)."""
+
+
+def ami_gateway(server: AmiServer, clock: Callable[[], float]) -> Pbx:
+    return AmiGateway(server, wanted_events=WANTED, clock=clock)
+
 
 class Daemon:
     def __init__(
@@ -104,8 +112,10 @@ class Daemon:
         watch_campaigns: bool = False,
         config_path: Path | None = None,
         notifier: Notifier | None = None,
+        pbx_factory: PbxFactory | None = None,
     ) -> None:
         self.config = config
+        self.pbx_factory = pbx_factory or ami_gateway
         self.campaigns = campaigns
         self.until_done = until_done
         self.on_progress = on_progress
@@ -124,7 +134,7 @@ class Daemon:
         self.should_exit = False
         self.force_exit = False
         self.store: Store | None = None
-        self.ami: AmiGateway | None = None
+        self.ami: Pbx | None = None
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.desk = Desk(self) if config.http is not None and config.http.desk_users_file is not None else None
         """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
@@ -185,7 +195,7 @@ class Daemon:
         await self.store.sync_agents(self.config.agents, datetime.fromtimestamp(now, UTC))
 
         server = self.config.ami[0]
-        self.ami = AmiGateway(server, wanted_events=WANTED, clock=self.clock)
+        self.ami = self.pbx_factory(server, self.clock)
         self.ami.on_login(self._after_login)
         self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock)
         agent_ids = {a.interface: a.id for a in self.config.agents}

@@ -19,7 +19,7 @@ import structlog
 
 from dialer.ami.errors import AmiError
 from dialer.ami.values import header_text, variable_text
-from dialer.ami.gateway import AmiGateway
+from dialer.pbx.protocol import Pbx
 from dialer.config.models import Campaign
 from dialer.config.tiers import DEFAULT_TIERS, TierConfig, contact_rules, ladder
 from dialer.core import records as r
@@ -196,7 +196,7 @@ class TierDialing:
         )
 
     async def lend(
-        self, ami: AmiGateway, campaign: Campaign, campaign_id: int, attempts: Mapping[str, Attempt], now: float
+        self, ami: Pbx, campaign: Campaign, campaign_id: int, attempts: Mapping[str, Attempt], now: float
     ) -> None:
         """Lend idle dedicated agents to the general queue, or take them back (`dialer.core.lending`)."""
         reserved = self.reserved(campaign)
@@ -238,7 +238,7 @@ class TierDialing:
                 if (general, agent.id) in self._lent and agent.id not in by_id:
                     await self._move(ami, general, agent.interface, agent.id, lend=False, now=now)
 
-    async def _move(self, ami: AmiGateway, queue: str, interface: str, agent_id: str, *, lend: bool, now: float) -> None:
+    async def _move(self, ami: Pbx, queue: str, interface: str, agent_id: str, *, lend: bool, now: float) -> None:
         sent = self._moving.get((queue, agent_id))
         if sent is not None and sent[0] == lend and now - sent[1] < 2.0:
             return  # Asterisk's member event is on its way
@@ -403,7 +403,7 @@ class TierDialing:
 
     # -- while the call runs, and after ----------------------------------------------
 
-    def on_agent_ringing(self, ami: AmiGateway, campaign: Campaign, record: r.AgentRinging, agent_id: str) -> None:
+    def on_agent_ringing(self, ami: Pbx, campaign: Campaign, record: r.AgentRinging, agent_id: str) -> None:
         """Tell CTI integrations whose call is ringing an agent (UserEvent DialerScreenPop)."""
         info = self.calls.get(record.uniqueid)
         customer = info.customer if info else None
@@ -422,7 +422,7 @@ class TierDialing:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, ami: AmiGateway, fields: dict[str, str]) -> None:
+    async def _send(self, ami: Pbx, fields: dict[str, str]) -> None:
         try:
             await ami.action(fields)
         except AmiError as exc:

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from dialer.ami.errors import AmiError
-from dialer.ami.gateway import AmiGateway
+from dialer.pbx.protocol import Pbx
 from dialer.ami.values import header_text, variable_problem, variable_text
 from dialer.config.models import Campaign
 from dialer.config.tiers import ladder as make_ladder
@@ -89,7 +89,7 @@ class InboundService:
         tiers: list[TierConfig],
         agent_ids: Mapping[str, str],
         default_region: str | None = None,
-        ami: AmiGateway | None = None,
+        ami: Pbx | None = None,
         clock: Callable[[], float] = time.time,
         budget: float = LOOKUP_BUDGET_S,
     ) -> None:

@@ -1,0 +1,1 @@
+"""What the daemon asks of a PBX (`protocol.Pbx`) and the PBXes that answer it."""
