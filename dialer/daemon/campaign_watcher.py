@@ -328,8 +328,17 @@ class CampaignWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set; every batch of changes triggers one `reload`."""
         if not self.directory.is_dir():
+            # Ending here would leave the directory dead to the operator once it is
+            # made: wait for it (the daemon's supervisor restarts a watcher that ends).
             log.error("campaign.dir_missing", directory=str(self.directory))
-            return
+            while not self.directory.is_dir():
+                try:
+                    await asyncio.wait_for(stop.wait(), SETTLE_S * 2)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+            log.info("campaign.dir_found", directory=str(self.directory))
+            await self._settled_reload()
         recheck: asyncio.Task[None] | None = None
         try:
             async for _changes in awatch(

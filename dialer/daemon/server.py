@@ -31,6 +31,7 @@ from dialer.daemon.runner_table import RunnerTable
 from dialer.dispositions import on_disposition_event
 from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, reload_config
 from dialer.daemon.systemd import Notifier
+from dialer.daemon.task_supervisor import TaskSupervisor
 from dialer.http.service import HttpService, start_http
 from dialer.metrics import DaemonMetrics
 from dialer.pbx.protocol import Pbx
@@ -86,6 +87,8 @@ class Status:
     agents_busy: int
     ami_connected: bool
     elapsed: float
+    failing: list[str] = field(default_factory=list)
+    """Supervised tasks that keep dying (dialer.daemon.task_supervisor): the daemon needs a restart."""
 
 
 ProgressCallback = Callable[[Status], None]
@@ -150,7 +153,9 @@ class Daemon:
         """Sends the disposition webhooks' outbox; runs until the very end, the drain included."""
         self._stop_ami = asyncio.Event()
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.tasks = TaskSupervisor(on_done=self._wake.set)
+        """The AMI reader, the event consumer, the watcher and the webhooks, restarted if they die."""
+        self._failed = False
         self._started_at = clock()
         self._status: Status | None = None
 
@@ -182,7 +187,8 @@ class Daemon:
             await self.main_loop()
         finally:
             await self.shutdown()
-        return 0
+        # Without a systemd watchdog to stop, a daemon that gave up says so by its exit status.
+        return 1 if self._failed else 0
 
     async def startup(self) -> None:
         try:
@@ -230,8 +236,9 @@ class Daemon:
             reachable = False
             log.warning("daemon.ami_unreachable_at_start", error=str(exc), note="starting anyway; retrying")
         await self.ami.close()
-        self._tasks.append(asyncio.create_task(self.ami.run(self._stop_ami), name="ami"))
-        self._tasks.append(asyncio.create_task(self._consume_events(), name="events"))
+        ami = self.ami
+        self.tasks.start("ami", lambda: ami.run(self._stop_ami), self._stop_ami)
+        self.tasks.start("events", self._consume_events)
         if reachable:
             # So READY=1 and the first STATUS= say "AMI up" in the usual case.
             try:
@@ -245,7 +252,7 @@ class Daemon:
     async def main_loop(self) -> None:
         next_progress = 0.0
         while not self.should_exit:
-            self.notifier.watchdog(time.monotonic())
+            self._supervise()
             if self._reload_requested:
                 await self._reload()
             now = self.clock()
@@ -263,7 +270,23 @@ class Daemon:
                 if self.until_done and all(c.finished for c in status.campaigns):
                     log.info("daemon.all_campaigns_done")
                     return
-            await self._sleep(min(self.config.tick_interval, self.notifier.watchdog_interval or 10.0))
+            restart = self.tasks.seconds_to_next_restart()
+            pause = min(self.config.tick_interval, self.notifier.watchdog_interval or 10.0)
+            await self._sleep(pause if restart is None else min(pause, restart))
+
+    def _supervise(self) -> None:
+        """Restart dead tasks; feed the watchdog only while none of them keeps dying."""
+        self.tasks.check()
+        failing = self.tasks.failing
+        if not failing:
+            self.notifier.watchdog(time.monotonic())
+            return
+        if self.notifier.watchdog_interval is None and not self._failed:
+            # Nobody would restart a daemon that merely stops its pings: stop it.
+            log.critical("daemon.giving_up", failing=failing, action="stopping")
+            self._failed = True
+            self.handle_exit()
+        # STATUS= says why the pings stopped: status_line names the failing tasks.
 
     async def shutdown(self) -> None:
         self.should_exit = True  # also when the loop ended by itself: the API says "draining"
@@ -273,7 +296,8 @@ class Daemon:
             runner.paused = True
         deadline = self.clock() + self.drain_timeout
         while any(r.busy for r in self.runners.values()) and not self.force_exit and self.clock() < deadline:
-            self.notifier.watchdog(time.monotonic())
+            # The calls still up need their events: the reader and consumer are kept alive.
+            self._supervise()
             now = self.clock()
             for runner in self.runners.values():
                 try:
@@ -301,13 +325,7 @@ class Daemon:
             await self.inbound.close()
         await self._log_agents_out()
         self._stop_ami.set()
-        for task in self._tasks:
-            task.cancel()
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, result in zip(self._tasks, results):
-            if isinstance(result, Exception):
-                log.error("daemon.task_failed", task=task.get_name(), error=repr(result))
-        self._tasks.clear()
+        await self.tasks.cancel_all()
         if self.desk is not None:
             await self.desk.close()
         if self.http is not None:
@@ -409,13 +427,15 @@ class Daemon:
         if self.watch_campaigns:
             self.watcher = CampaignWatcher(self, self.config.campaign_dir)
             await self.watcher.reload()
-            self._tasks.append(asyncio.create_task(self.watcher.run(self._stop_watch), name="campaign-watcher"))
+            watcher = self.watcher
+            self.tasks.start("campaign-watcher", lambda: watcher.run(self._stop_watch), self._stop_watch)
         self.controls.apply()
         self.webhooks = WebhookDispatcher(
             self.store, lambda: {n: x.campaign for n, x in self.runners.items()}, clock=self.clock
         )
         # Never set: the task is cancelled with the others once the drain is over.
-        self._tasks.append(asyncio.create_task(self.webhooks.run(asyncio.Event()), name="webhooks"))
+        webhooks = self.webhooks
+        self.tasks.start("webhooks", lambda: webhooks.run(asyncio.Event()))
         if self.config.http is not None:
             self.http = await start_http(self)
 
@@ -562,6 +582,7 @@ class Daemon:
             agents_busy=sum(1 for a in agents if not a.free),
             ami_connected=bool(self.ami and self.ami.connected.is_set()),
             elapsed=self.clock() - self._started_at,
+            failing=self.tasks.failing,
         )
 
 
@@ -570,7 +591,8 @@ def status_line(status: Status) -> str:
     lines = sum(c.ringing + c.waiting + c.talking for c in status.campaigns)
     running = sum(1 for c in status.campaigns if c.state == "running")
     ami = "AMI up" if status.ami_connected else "AMI DOWN"
+    failed = f"FAILED: task(s) {', '.join(status.failing)} keep dying; watchdog stopped; " if status.failing else ""
     return (
-        f"{ami}; {running}/{len(status.campaigns)} campaign(s) running; {lines} call(s) up; "
+        f"{failed}{ami}; {running}/{len(status.campaigns)} campaign(s) running; {lines} call(s) up; "
         f"agents {status.agents_busy}/{status.agents_logged_in} busy"
     )
