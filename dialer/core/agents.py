@@ -63,6 +63,18 @@ class AgentBoard:
     def agent(self, interface: str) -> AgentState | None:
         return self._by_interface.get(interface.lower())
 
+    def set_agents(self, agents: dict[str, str]) -> None:
+        """The agents after a config reload, changed in place: every holder of the board sees them.
+
+        A phone that stays keeps what is known of it (its call, its queues) under its new id.
+        """
+        kept = self._by_interface
+        self._by_interface = {}
+        for agent_id, interface in agents.items():
+            state = kept.get(interface.lower()) or AgentState(id=agent_id, interface=interface)
+            state.id, state.interface = agent_id, interface
+            self._by_interface[interface.lower()] = state
+
     def agents(self) -> list[AgentState]:
         return list(self._by_interface.values())
 

@@ -29,7 +29,6 @@ which also decides whether a runner may place calls at all.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Iterable
@@ -46,7 +45,6 @@ from dialer.ami.errors import AmiError
 from dialer.config.loader import YAML_SUFFIXES, ConfigError, ConfigIssue, load_campaign, load_config, yaml_files_in
 from dialer.config.models import AgentConfig, Campaign, DialerConfig
 from dialer.config.yaml_loader import FileStamp, file_stamp
-from dialer.core.agents import AgentBoard
 from dialer.ivr.settings import OnMachine
 
 if TYPE_CHECKING:
@@ -464,21 +462,15 @@ async def reload_config(daemon: Daemon, path: Path) -> ConfigReload:
 
 
 async def _apply_agents(daemon: Daemon, old: DialerConfig, new: DialerConfig) -> None:
-    board = AgentBoard({a.id: a.interface for a in new.agents})
-    for agent in board.agents():
-        before = daemon.board.agent(agent.interface)
-        if before is not None:
-            # Keep what is known of a phone that stays (its call, its queues).
-            for f in dataclasses.fields(before):
-                if f.name != "id":
-                    setattr(agent, f.name, getattr(before, f.name))
-    daemon.board = board
+    # In place: the runners, their tier code, the desk and inbound calls all hold this one board.
+    daemon.board.set_agents({a.id: a.interface for a in new.agents})
     if daemon.desk is not None:
         daemon.desk.set_agents(new.agents)
     agent_ids = {a.interface: a.id for a in new.agents}
     for runner in daemon.runners.values():
-        runner.board = board
         runner.set_agents(agent_ids)
+    if daemon.inbound is not None:
+        daemon.inbound.agent_ids = {k.lower(): v for k, v in agent_ids.items()}
     if daemon.store is not None:
         await daemon.store.sync_agents(new.agents, datetime.fromtimestamp(daemon.clock(), UTC))
     ami = daemon.ami
