@@ -211,6 +211,13 @@ class RingModel:
     def answer_probability(self) -> float:
         return self.answered.total
 
+    @property
+    def relative_variance(self) -> float:
+        """Squared relative standard error of the answer rate: (1 - p) / (live answers seen)."""
+        p = self.answered.total
+        live = p * self.attempts
+        return (1.0 - p) / live if live >= 1.0 else 1.0
+
     def new_call(self, offsets: tuple[float, ...]) -> Forecast:
         """P(a call placed now is answered live within each offset)."""
         key = ("new", offsets)

@@ -225,10 +225,16 @@ def _predictive(snapshot: PacingSnapshot, policy: PacingPolicy, estimates: Campa
 
     new_call, new_variance = estimates.ring.new_call(demand_at)
     z = safety_margin(snapshot.abandon, policy, snapshot.agents_logged_in)
+    # The answer rate is itself an estimate from a few hundred live answers, and its error
+    # moves every ringing call's forecast the same way (no averaging out): its variance
+    # grows with the square of the calls in play. Leaving it out let a rate estimated 2
+    # standard errors low put a 100-agent campaign over the limit with a burst of abandons.
+    shared = estimates.ring.relative_variance
 
     def fits(k: int) -> bool:
         for i in range(points):
-            spread = variance[i] + k * new_variance[i]
+            expected = demand[i] + k * new_call[i]
+            spread = variance[i] + k * new_variance[i] + shared * expected * expected
             if k * new_call[i] + z * math.sqrt(spread) > slack[i] + 1e-9:
                 return False
         return True

@@ -255,6 +255,70 @@ def test_a_start_with_100_agents_does_not_burst(monkeypatch: pytest.MonkeyPatch)
     assert result.occupancy > 0.9  # and not by dialing progressively
 
 
+def test_an_answer_rate_estimated_low_by_chance_does_not_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seed 2 of the grid's 100 agents / 15 % / 60 s cell: 2000 attempts in, the answer rate
+    # was estimated at 13.3 % (true 15 %, two standard errors off), so 200 ringing calls
+    # brought a few more answers than forecast and 7 customers were abandoned within 6 s,
+    # putting the running rate at 3.37 % after 386 live answers.
+    scenario = Scenario.model_validate(
+        {
+            "name": "low-rate",
+            "seed": 2,
+            "hours": 0.1,
+            "agents": 100,
+            "customers": {
+                "live_answer": 0.15,
+                "busy": 0.1,
+                "busy_after": 3,
+                "ring_timeout": 25,
+                "time_to_answer": {"kind": "lognormal", "mean": 8, "cv": 0.5},
+            },
+            "talk": {"kind": "lognormal", "mean": 60, "cv": 0.8},
+            "wrapup": 10,
+            "pacing": {"mode": "predictive", "abandon_target": 0.02},
+        }
+    )
+    _RunningRate.worst = 0.0
+    monkeypatch.setattr(engine, "AbandonWindow", _RunningRate)
+    result = simulate(scenario)
+    assert result.live_answered > 400
+    assert _RunningRate.worst <= 0.03
+
+
+def _estimates_from(attempts: int):  # type: ignore[no-untyped-def]
+    stats = CampaignStats(window=attempts)
+    for i in range(attempts):
+        live = i % 20 < 3
+        stats.observe_attempt("answered" if live else "no_answer", 8.0 if live else 25.0)
+    for i in range(200):
+        stats.observe_talk(30.0 + (i % 60))
+        stats.observe_wrapup(10.0)
+    return stats.estimates()
+
+
+def test_an_answer_rate_from_fewer_answers_is_trusted_less() -> None:
+    few, many = _estimates_from(400), _estimates_from(8000)
+    assert few.answer_probability == pytest.approx(many.answer_probability) == pytest.approx(0.15)
+    assert few.ring.relative_variance == pytest.approx(0.85 / 60)
+    assert many.ring.relative_variance == pytest.approx(0.85 / 1200)
+
+    def calls(estimates) -> int:  # type: ignore[no-untyped-def]
+        snap = PacingSnapshot(
+            agents_logged_in=100,
+            agents_free=100,
+            busy_agents=(),
+            ringing=(),
+            waiting_for_agent=0,
+            lines_in_use=0,
+            estimates=estimates,
+            abandon=AbandonState(answered=5000, abandoned=100),
+        )
+        policy = PacingPolicy(mode=PacingMode.predictive, max_lines=2000, abandon_target=0.02, ramp_per_tick=100)
+        return calls_to_place(snap, policy)
+
+    assert 0 < calls(few) < calls(many)
+
+
 # --- what is known before the first call -------------------------------------------------
 
 
