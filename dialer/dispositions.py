@@ -2,13 +2,9 @@
 
 One entry point, `apply_disposition`, for every path an agent has: the AMI
 UserEvent `DialerDisposition` (from the dialplan or the agent's phone) and
-the control API's `POST /dispositions`. A campaign's `dispositions` map codes
-to actions (`dialer.config.campaign_rules.DispositionAction`):
-
-- close: the lead is done, its final reason the code (sale, not_interested ...);
-- callback: call again at `callback_at`, preferably by the same agent;
-- dnc: the number goes on the global do-not-call list and the lead is done;
-- retry: call again after the campaign's `no_answer` retry delay.
+the control API's `POST /dispositions`. What a code does to the lead is the
+pure core's (`dialer.core.dispositions`, from the campaign's `dispositions`);
+this module reads the attempt and writes the answer.
 
 It may come while the call is still up: the lead's fate is written at once
 and the attempt's own end no longer changes it.
@@ -22,23 +18,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from sqlalchemy import select, update
 
-from dialer.config.campaign_rules import DispositionAction
 from dialer.config.models import Campaign
+from dialer.core.dispositions import DispositionAction, DispositionRefused, decide
 from dialer.core.records import DispositionRequested
 from dialer.store import callbacks as callback_store
-from dialer.store import webhook_outbox
-from dialer.store.schema import GLOBAL_DNC, call_attempts, callbacks, campaigns, dnc_numbers, leads
+from dialer.store import lead_transitions, webhook_outbox
+from dialer.store.schema import GLOBAL_DNC, call_attempts, campaigns, dnc_numbers
 from dialer.store.store import Store, StoreError, _naive_utc
 
 log = structlog.get_logger("dialer.dispositions")
-
-DEFAULT_RETRY_DELAY = timedelta(hours=1)
-
 
 class DispositionError(ValueError):
     """The disposition cannot be applied; the message says why (for the agent or the API client)."""
@@ -109,17 +102,23 @@ async def apply_disposition(
             campaign = campaigns_by_name.get(attempt.name)
             if campaign is None:
                 raise DispositionError(f"campaign {attempt.name!r} is not loaded")
-            action = campaign.dispositions.get(code)
-            if action is None:
-                known = ", ".join(sorted(campaign.dispositions))
-                raise DispositionError(f"unknown disposition {code!r} for campaign {campaign.name} (known: {known})")
-            if action is DispositionAction.callback and (callback_at is None or callback_at <= now):
-                raise DispositionError(f"disposition {code!r} needs callback_at, a time in the future")
-            lead = (
-                await conn.execute(
-                    select(leads.c.lease_attempt_id, leads.c.callback_id).where(leads.c.id == attempt.lead_id)
+            no_answer = campaign.retries.get("no_answer")
+            try:
+                decision = decide(
+                    code,
+                    campaign.dispositions,
+                    campaign=campaign.name,
+                    attempt_id=attempt.id,
+                    attempt_outcome=attempt.outcome,
+                    retry_delay=no_answer.rule().delay if no_answer else None,
+                    callback_at=callback_at,
+                    now=now,
                 )
-            ).one()
+            except DispositionRefused as exc:
+                raise DispositionError(str(exc)) from None
+            action = decision.action
+            lead = await lead_transitions.read(conn, attempt.lead_id)
+            assert lead is not None  # an attempt's lead is never deleted
             if lead.lease_attempt_id not in (None, attempt.id):
                 raise DispositionError(
                     f"lead {attempt.lead_id} is being called again (attempt {lead.lease_attempt_id})"
@@ -132,70 +131,37 @@ async def apply_disposition(
                     disposition=code, disposition_at=_naive_utc(now), disposition_agent=agent, disposition_notes=notes
                 )
             )
-            if lead.callback_id:
-                await conn.execute(
-                    update(callbacks)
-                    .where(callbacks.c.id == lead.callback_id, callbacks.c.state == "scheduled")
-                    .values(state="done", attempt_id=attempt.id, done_at=_naive_utc(now))
-                )
             callback_id = None
-            if action is DispositionAction.callback:
-                assert callback_at is not None
+            if decision.callback_at is not None:
                 callback_id = await callback_store.schedule(
                     conn,
                     lead_id=attempt.lead_id,
                     campaign_id=attempt.campaign_id,
                     phone=attempt.phone,
-                    due_at=callback_at,
+                    due_at=decision.callback_at,
                     agent_id=agent or attempt.agent_id,
                     requested_by=attempt.id,
                     now=now,
                 )
-            elif action is DispositionAction.retry:
-                rule = campaign.retries.get("no_answer")
-                delay = rule.rule().delay if rule else DEFAULT_RETRY_DELAY
-                await conn.execute(
-                    update(leads)
-                    .where(leads.c.id == attempt.lead_id)
-                    .values(
-                        state="pending",
-                        lease_attempt_id=None,
-                        next_attempt_at=_naive_utc(now + delay),
-                        callback_id=None,
-                        final_outcome=None,
-                        final_reason=None,
-                    )
-                )
-            else:
-                if action is DispositionAction.dnc:
-                    listed = (
-                        await conn.execute(
-                            select(dnc_numbers.c.id).where(
-                                dnc_numbers.c.phone == attempt.phone, dnc_numbers.c.scope == GLOBAL_DNC
-                            )
+            if decision.add_to_dnc:
+                listed = (
+                    await conn.execute(
+                        select(dnc_numbers.c.id).where(
+                            dnc_numbers.c.phone == attempt.phone, dnc_numbers.c.scope == GLOBAL_DNC
                         )
-                    ).first()
-                    if listed is None:
-                        await conn.execute(
-                            dnc_numbers.insert().values(
-                                phone=attempt.phone,
-                                scope=GLOBAL_DNC,
-                                source=f"disposition {attempt.id}",
-                                added_at=_naive_utc(now),
-                            )
-                        )
-                await conn.execute(
-                    update(leads)
-                    .where(leads.c.id == attempt.lead_id)
-                    .values(
-                        state="done",
-                        lease_attempt_id=None,
-                        next_attempt_at=None,
-                        callback_id=None,
-                        final_outcome=attempt.outcome or "answered",
-                        final_reason="dnc" if action is DispositionAction.dnc else code,
                     )
-                )
+                ).first()
+                if listed is None:
+                    await conn.execute(
+                        dnc_numbers.insert().values(
+                            phone=attempt.phone,
+                            scope=GLOBAL_DNC,
+                            source=f"disposition {attempt.id}",
+                            added_at=_naive_utc(now),
+                        )
+                    )
+            if decision.lead_event is not None:
+                await lead_transitions.apply(conn, attempt.lead_id, decision.lead_event, now, lead=lead)
             # In this same transaction: a disposition is never committed without its webhook
             # deliveries, nor they without it.
             event_id = await webhook_outbox.enqueue(

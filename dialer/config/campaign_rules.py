@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from dialer.core.calling_window import CallingWindow
 from dialer.core.dialable import DenyList
+from dialer.core.dispositions import DispositionAction
 from dialer.core.retry import RetryRule
 from dialer.leads.phone_numbers import NumberPolicy, check_region
 
@@ -145,13 +146,6 @@ DEFAULT_RETRIES: dict[str, RetryConfig] = {
 REFUSED_RETRY = DEFAULT_RETRIES["refused"]
 """Asterisk refused the Originate: nobody was called, so the lead is never closed by
 it at once; a campaign whose `retries` leave `refused` out still gets this rule."""
-
-
-class DispositionAction(str, Enum):
-    close = "close"  # the lead is done, its final reason the disposition code
-    callback = "callback"  # call again at the time the customer chose
-    dnc = "dnc"  # the customer asked not to be called: global do-not-call list, lead done
-    retry = "retry"  # call again per the retry policy of outcome `no_answer`
 
 
 DEFAULT_DISPOSITIONS: dict[str, DispositionAction] = {

@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialer.core.retry import PRIORITY_CALLBACK
+from dialer.core.lead_lifecycle import CallbackBooked, IllegalTransition, may_book_callback
+from dialer.store import lead_transitions
 from dialer.store.schema import callbacks, campaigns
-from dialer.store.schema import leads as leads_table
 from dialer.store.store import Store, _naive_utc
 
 OPEN_STATES = ("scheduled",)
@@ -47,13 +47,16 @@ async def schedule(
     """Within a caller's transaction: record the callback and make its lead due then.
 
     The lead's attempt count restarts: a callback is a new conversation with
-    its own retries.
+    its own retries. The callback the lead was due for, if any, is fulfilled
+    by `requested_by`; any other still open is replaced. Raises
+    IllegalTransition when another attempt is calling the lead.
     """
-    await conn.execute(
-        update(callbacks)
-        .where(callbacks.c.lead_id == lead_id, callbacks.c.state.in_(OPEN_STATES))
-        .values(state="replaced", done_at=_naive_utc(now))
-    )
+    lead = await lead_transitions.read(conn, lead_id)
+    if lead is None:
+        raise LookupError(f"no lead {lead_id}")
+    if not may_book_callback(lead, requested_by):
+        # Before the callback row: the caller's transaction is left as it was.
+        raise IllegalTransition(f"lead {lead_id} is being called (attempt {lead.lease_attempt_id})")
     result = await conn.execute(
         insert(callbacks).values(
             lead_id=lead_id,
@@ -67,19 +70,12 @@ async def schedule(
         )
     )
     callback_id = result.inserted_primary_key[0]
+    event = CallbackBooked(callback_id, due_at, attempt_id=requested_by)
+    await lead_transitions.apply(conn, lead_id, event, now, lead=lead)
     await conn.execute(
-        update(leads_table)
-        .where(leads_table.c.id == lead_id)
-        .values(
-            state="pending",
-            lease_attempt_id=None,
-            next_attempt_at=_naive_utc(due_at),
-            priority=PRIORITY_CALLBACK,
-            callback_id=callback_id,
-            attempts=0,
-            final_outcome=None,
-            final_reason=None,
-        )
+        update(callbacks)
+        .where(callbacks.c.lead_id == lead_id, callbacks.c.state.in_(OPEN_STATES), callbacks.c.id != callback_id)
+        .values(state="replaced", done_at=_naive_utc(now))
     )
     return callback_id
 

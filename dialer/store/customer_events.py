@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dialer.core.lead_lifecycle import IllegalTransition, Revisited
 from dialer.leads.event_csv import EventRow
+from dialer.store import lead_transitions
 from dialer.store.schema import customer_events, leads
 from dialer.store.store import Store, _naive_utc, insert_lead_batch
 
@@ -66,29 +68,20 @@ async def _schedule(
         due = _naive_utc(event.occurred_at + timedelta(days=days[event.kind]))
         lead = (
             await conn.execute(
-                select(leads.c.id, leads.c.state).where(
+                select(leads.c.id, *lead_transitions.LIFECYCLE_COLUMNS).where(
                     leads.c.campaign_id == campaign_id, leads.c.phone == event.lead.phone
                 )
             )
         ).first()
         if lead is None:
             continue  # the customer exists under another number's lead: the import kept the first
-        if lead.state == "leased":
-            busy += 1
-        else:
-            await conn.execute(
-                update(leads)
-                .where(leads.c.id == lead.id)
-                .values(
-                    state="pending",
-                    next_attempt_at=due,
-                    attempts=0,
-                    final_outcome=None,
-                    final_reason=None,
-                    callback_id=None,
-                )
+        try:
+            await lead_transitions.apply(
+                conn, lead.id, Revisited(due), now, lead=lead_transitions.lead_from_row(lead)
             )
             scheduled += 1
+        except IllegalTransition:
+            busy += 1  # being called now: its attempt's end decides the lead
         await conn.execute(
             insert(customer_events).values(
                 event_key=event.key,

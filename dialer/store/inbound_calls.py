@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from dialer.core.lead_lifecycle import CalledBack, IllegalTransition
 from dialer.store import callbacks as callback_store
 from dialer.store.schema import call_attempts, callbacks, campaigns, customers, inbound_calls, leads
+from dialer.store import lead_transitions
 from dialer.store.store import Store, _naive_utc
 
 CALLED_BACK = "inbound_callback"
@@ -101,24 +103,17 @@ async def bridged(store: Store, call_id: str, agent_id: str, at: datetime) -> in
         if row.lead_id is None:
             return None
         # A lead already done (do-not-call, a final disposition) keeps its reason.
-        closed = await conn.execute(
-            update(leads)
-            .where(leads.c.id == row.lead_id, leads.c.state != "done")
-            .values(
-                state="done",
-                lease_attempt_id=None,
-                next_attempt_at=None,
-                final_outcome="answered",
-                final_reason=CALLED_BACK,
-                callback_id=None,
-            )
-        )
+        try:
+            await lead_transitions.apply(conn, row.lead_id, CalledBack(CALLED_BACK), at)
+            closed = True
+        except IllegalTransition:
+            closed = False
         await conn.execute(
             update(callbacks)
             .where(callbacks.c.lead_id == row.lead_id, callbacks.c.state.in_(callback_store.OPEN_STATES))
             .values(state="done", done_at=_naive_utc(at))
         )
-        return row.lead_id if closed.rowcount else None
+        return row.lead_id if closed else None
 
 
 async def ended(store: Store, call_id: str, outcome: str, at: datetime) -> None:
@@ -163,16 +158,19 @@ async def request_callback(store: Store, call_id: str, due_at: datetime, now: da
             return None
         if row.callback_id is not None:
             return int(row.callback_id)  # the key pressed twice, or the route asked again
-        callback_id = await callback_store.schedule(
-            conn,
-            lead_id=row.lead_id,
-            campaign_id=row.campaign_id,
-            phone=row.phone,
-            due_at=due_at,
-            agent_id=None,
-            requested_by=None,
-            now=now,
-        )
+        try:
+            callback_id = await callback_store.schedule(
+                conn,
+                lead_id=row.lead_id,
+                campaign_id=row.campaign_id,
+                phone=row.phone,
+                due_at=due_at,
+                agent_id=None,
+                requested_by=None,
+                now=now,
+            )
+        except IllegalTransition:
+            return None  # an outbound attempt is calling this lead right now: its end decides the lead
         await conn.execute(
             update(inbound_calls)
             .where(inbound_calls.c.id == call_id)

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 
 from dialer.core.faults import after_fault, is_fault
-from dialer.core.retry import PRIORITY_CALLBACK, Close, Retry, RetryRule, after_attempt
-from dialer.store.schema import call_attempts, callbacks, leads
-from dialer.store.store import Store, _naive_utc
+from dialer.core.lead_lifecycle import AttemptEnded, NotSent, Released
+from dialer.core.retry import Close, Retry, RetryRule, after_attempt
+from dialer.store import lead_transitions
+from dialer.store.schema import call_attempts
+from dialer.store.store import Store, _naive_utc, utcnow
 
 
 @dataclass(frozen=True)
@@ -65,13 +67,10 @@ async def finish_with_rules(
         )
         if ended.rowcount != 1:
             return None
-        lead = (
-            await conn.execute(
-                select(leads.c.id, leads.c.attempts, leads.c.callback_id).where(leads.c.lease_attempt_id == attempt_id)
-            )
-        ).first()
-        if lead is None:
+        held = await lead_transitions.leased_by(conn, attempt_id)
+        if held is None:
             return None
+        lead_id, lead = held
         fault = is_fault(outcome, bool(columns.get("cut_short")))
         if fault:
             faults = (
@@ -79,7 +78,7 @@ async def finish_with_rules(
                     select(func.count())
                     .select_from(call_attempts)
                     .where(
-                        call_attempts.c.lead_id == lead.id,
+                        call_attempts.c.lead_id == lead_id,
                         or_(call_attempts.c.outcome == "interrupted", call_attempts.c.cut_short.is_(True)),
                     )
                 )
@@ -87,42 +86,8 @@ async def finish_with_rules(
             step: Retry | Close = after_fault(faults, now, rules)
         else:
             step = after_attempt(outcome, lead.attempts, now, rules)
-        # The customer never said no: the attempt the lease counted is given back.
-        attempts = leads.c.attempts - 1 if fault else leads.c.attempts
-        if isinstance(step, Retry):
-            await conn.execute(
-                update(leads)
-                .where(leads.c.id == lead.id)
-                .values(
-                    attempts=attempts,
-                    state="pending",
-                    lease_attempt_id=None,
-                    next_attempt_at=_naive_utc(step.at),
-                    priority=PRIORITY_CALLBACK if lead.callback_id else step.priority,
-                    final_outcome=None,
-                    final_reason=None,
-                )
-            )
-        else:
-            await conn.execute(
-                update(leads)
-                .where(leads.c.id == lead.id)
-                .values(
-                    attempts=attempts,
-                    state="done",
-                    lease_attempt_id=None,
-                    next_attempt_at=None,
-                    final_outcome=outcome,
-                    final_reason=step.reason,
-                    callback_id=None,
-                )
-            )
-            if lead.callback_id:
-                await conn.execute(
-                    update(callbacks)
-                    .where(callbacks.c.id == lead.callback_id)
-                    .values(state="done", attempt_id=attempt_id, done_at=_naive_utc(now))
-                )
+        # A fault gives back the attempt the lease counted: the customer never said no.
+        await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step, fault), now, lead=lead)
         return step
 
 
@@ -140,13 +105,12 @@ async def release_unsent(
     or a callback waiting for its agent).
     """
     async with store._write() as conn:
+        held = await lead_transitions.leased_by(conn, attempt_id)
         await conn.execute(delete(call_attempts).where(call_attempts.c.id == attempt_id))
-        values: dict[str, Any] = {"lease_attempt_id": None, "attempts": leads.c.attempts - 1}
-        if final_reason is not None:
-            values.update(state="done", final_outcome=final_reason, final_reason=final_reason, next_attempt_at=None)
-        else:
-            values.update(state="pending", next_attempt_at=_naive_utc(next_attempt_at) if next_attempt_at else None)
-        await conn.execute(update(leads).where(leads.c.lease_attempt_id == attempt_id).values(**values))
+        if held is not None:
+            lead_id, lead = held
+            event = Released(attempt_id, until=next_attempt_at, final_reason=final_reason)
+            await lead_transitions.apply(conn, lead_id, event, utcnow(), lead=lead)
 
 
 async def open_attempts(store: Store) -> list[OpenAttempt]:
@@ -186,8 +150,7 @@ async def not_sent(store: Store, attempt_id: str, *, now: datetime) -> None:
             .where(call_attempts.c.id == attempt_id)
             .values(state="ended", outcome="not_sent", ended_at=_naive_utc(now))
         )
-        await conn.execute(
-            update(leads)
-            .where(leads.c.lease_attempt_id == attempt_id)
-            .values(state="pending", lease_attempt_id=None, attempts=leads.c.attempts - 1)
-        )
+        held = await lead_transitions.leased_by(conn, attempt_id)
+        if held is not None:
+            lead_id, lead = held
+            await lead_transitions.apply(conn, lead_id, NotSent(attempt_id), now, lead=lead)

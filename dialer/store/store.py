@@ -22,7 +22,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from dialer.store import migrate
+from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEnded, Leased, transition
+from dialer.core.retry import Close, Retry
+from dialer.store import lead_transitions, migrate
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
 from dialer.store.private_file import create_private
@@ -157,8 +159,8 @@ async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Seque
             "campaign_id": campaign_id,
             "customer_id": ids[phone],
             "phone": phone,
-            "state": "pending",
-            "attempts": 0,
+            "state": NEW_LEAD.state.value,
+            "attempts": NEW_LEAD.attempts,
             "data": dict(row.data),
             "created_at": now,
         }
@@ -318,8 +320,7 @@ class Store:
                     select(
                         leads.c.id,
                         leads.c.phone,
-                        leads.c.attempts,
-                        leads.c.callback_id,
+                        *lead_transitions.LIFECYCLE_COLUMNS,
                         customers.c.name,
                         customers.c.tier,
                         customers.c.timezone,
@@ -343,13 +344,11 @@ class Store:
             ).all()
             for row in rows:
                 attempt_id = uuid.uuid4().hex
-                attempt_no = row.attempts + 1
-                claimed = await conn.execute(
-                    update(leads)
-                    .where(leads.c.id == row.id, leads.c.state == "pending")
-                    .values(state="leased", lease_attempt_id=attempt_id, attempts=attempt_no)
-                )
-                if claimed.rowcount != 1:
+                change = transition(lead_transitions.lead_from_row(row), Leased(attempt_id), now)
+                attempt_no = change.after.attempts
+                try:
+                    await lead_transitions.write(conn, row.id, change, now)
+                except lead_transitions.StaleLead:
                     continue  # another writer leased it between our read and this update
                 await conn.execute(
                     insert(call_attempts).values(
@@ -382,24 +381,28 @@ class Store:
         next_attempt_at: datetime | None = None,
         **values: Any,
     ) -> None:
-        """Write an attempt's final outcome and its lead's next state in one transaction."""
+        """Write an attempt's final outcome and its lead's next state in one transaction.
+
+        The caller names the lead's next state (`dialer.store.lead_outcomes.finish_with_rules`
+        asks the campaign's rules instead): `done` closes it with `outcome` and no reason;
+        `pending` makes it due at `next_attempt_at` (now when None).
+        """
         values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        now = utcnow()
         async with self._write() as conn:
             await conn.execute(
                 update(call_attempts)
                 .where(call_attempts.c.id == attempt_id)
                 .values(state="ended", outcome=outcome, **values)
             )
-            await conn.execute(
-                update(leads)
-                .where(leads.c.lease_attempt_id == attempt_id)
-                .values(
-                    state=lead_state,
-                    lease_attempt_id=None,
-                    final_outcome=outcome if lead_state == "done" else None,
-                    next_attempt_at=_naive_utc(next_attempt_at) if next_attempt_at else None,
-                )
+            held = await lead_transitions.leased_by(conn, attempt_id)
+            if held is None:
+                return
+            lead_id, lead = held
+            step: Retry | Close = (
+                Close("") if lead_state == "done" else Retry(at=next_attempt_at or now, priority=lead.priority)
             )
+            await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step), now, lead=lead)
 
     async def progress(self, campaign_id: int) -> CampaignProgress:
         async with self._read() as conn:

@@ -16,8 +16,10 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from dialer.core.contact_policy import PastAttempt
+from dialer.core.lead_lifecycle import IllegalTransition, RevisitAfterAnswer
 from dialer.core.tiers import TierLadder, value_tiers
 from dialer.store.lease_tiers import LeaseTiers
+from dialer.store import lead_transitions
 from dialer.store.schema import call_attempts, callbacks, campaigns, customers, leads
 from dialer.store.store import Store, _naive_utc
 
@@ -170,23 +172,11 @@ async def schedule_revisit(store: Store, attempt_id: str, at: datetime) -> bool:
         ).scalar()
         if lead_id is None:
             return False
-        result = await conn.execute(
-            update(leads)
-            .where(
-                leads.c.id == lead_id,
-                leads.c.state == "done",
-                leads.c.final_outcome == "answered",
-                (leads.c.final_reason.is_(None)) | (leads.c.final_reason == "answered"),
-            )
-            .values(
-                state="pending",
-                next_attempt_at=_naive_utc(at),
-                attempts=0,
-                final_outcome=None,
-                final_reason=None,
-            )
-        )
-        return result.rowcount == 1
+        try:
+            await lead_transitions.apply(conn, lead_id, RevisitAfterAnswer(at), at)
+        except IllegalTransition:
+            return False
+        return True
 
 
 async def screen_pop_rows(store: Store, lead_id: int, *, contacts: int = 5) -> dict[str, Any] | None:
