@@ -6,6 +6,10 @@ up and is adopted in the state the channels show; one with no channel ended
 while nobody listened and is closed. Attempts sent after `cutoff` (on the new
 connection) are left alone: their channel may simply not exist yet.
 
+`catch_up` is the adopted attempt's own transition: the state its channels
+show, never back, with the times it learns now; `closing` the final columns
+of one that vanished.
+
 A call the daemon was still following when its AMI connection was lost (or
 Asterisk announced its shutdown) and whose channels are gone now ended by that
 fault: `interrupted`, or `cut_short` if the customer had answered. One a
@@ -18,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dialer.core.attempt import State
+from dialer.core.attempt import Attempt, State
 
 CHANNEL_UP = 6
 CHANNEL_RINGING = (4, 5)
@@ -117,3 +121,50 @@ def plan(
         else:
             decisions.append(Adopt(attempt_id, State.dialing, customer.channel, None))
     return decisions
+
+
+_PROGRESS = (State.dialing, State.ringing, State.up, State.bridged)
+
+
+@dataclass(frozen=True)
+class CaughtUp:
+    """An adopted attempt brought to what its channels show, and the columns that changed."""
+
+    state: State
+    channel: str | None
+    ringing_at: float | None
+    answered_at: float | None
+    bridged_at: float | None
+    agent_interface: str | None
+    changes: Mapping[str, object]
+    """Columns to write: `state` as its value, times as epoch seconds."""
+
+
+def catch_up(attempt: Attempt, decision: Adopt, now: float) -> CaughtUp:
+    """The attempt after adoption at `now`: it only moves forward; a time missed while unheard is `now`."""
+    changes: dict[str, object] = {}
+    state = attempt.state
+    if _PROGRESS.index(decision.state) > _PROGRESS.index(state):
+        state = decision.state
+        changes["state"] = state.value
+    ringing_at, answered_at, bridged_at = attempt.ringing_at, attempt.answered_at, attempt.bridged_at
+    if state is State.ringing and ringing_at is None:
+        ringing_at = changes["ringing_at"] = now
+    if state in (State.up, State.bridged) and answered_at is None:
+        answered_at = changes["answered_at"] = now
+    if state is State.bridged and bridged_at is None:
+        bridged_at = changes["bridged_at"] = now
+    return CaughtUp(
+        state=state,
+        channel=decision.channel or attempt.channel,
+        ringing_at=ringing_at,
+        answered_at=answered_at,
+        bridged_at=bridged_at,
+        agent_interface=attempt.agent_interface or decision.agent_interface,
+        changes=changes,
+    )
+
+
+def closing(decision: Vanished, now: float) -> dict[str, object]:
+    """The final columns (besides the outcome) of an attempt that ended unseen; `ended_at` in epoch seconds."""
+    return {"ended_at": now, "cut_short": decision.cut_short}

@@ -21,8 +21,8 @@ import structlog
 
 from dialer.pbx.protocol import Pbx
 from dialer.config.campaign_rules import DEFAULT_RETRIES, retry_rules
-from dialer.core.attempt import Attempt, State
-from dialer.core.reconcile import Adopt, LiveChannel, Vanished, channel_from_event, plan
+from dialer.core.attempt import Attempt
+from dialer.core.reconcile import Adopt, LiveChannel, Vanished, catch_up, channel_from_event, closing, plan
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.store.lead_outcomes import OpenAttempt, finish_with_rules, open_attempts
 from dialer.store.store import Store
@@ -125,28 +125,18 @@ class Reconciler:
         )
 
     async def _catch_up(self, attempt: Attempt, decision: Adopt, now: float) -> None:
-        """Bring the attempt to the state its channels show; write what changed."""
-        changes: dict[str, object] = {}
-        attempt.channel = decision.channel or attempt.channel
-        order = [State.dialing, State.ringing, State.up, State.bridged]
-        if order.index(decision.state) > order.index(attempt.state):
-            attempt.state = decision.state
-            changes["state"] = decision.state.value
-        if attempt.state is State.ringing and attempt.ringing_at is None:
-            attempt.ringing_at = now
-            changes["ringing_at"] = now
-        if attempt.state in (State.up, State.bridged) and attempt.answered_at is None:
-            attempt.answered_at = now
-            changes["answered_at"] = now
-        if attempt.state is State.bridged and attempt.bridged_at is None:
-            attempt.bridged_at = now
-            changes["bridged_at"] = now
-        if decision.agent_interface and attempt.agent_interface is None:
-            attempt.agent_interface = decision.agent_interface
-        if changes:
+        """Bring the attempt to the state its channels show (`dialer.core.reconcile.catch_up`); write what changed."""
+        caught = catch_up(attempt, decision, now)
+        attempt.state = caught.state
+        attempt.channel = caught.channel
+        attempt.ringing_at = caught.ringing_at
+        attempt.answered_at = caught.answered_at
+        attempt.bridged_at = caught.bridged_at
+        attempt.agent_interface = caught.agent_interface
+        if caught.changes:
             await self.store.update_attempt(
                 attempt.id,
-                **{k: datetime.fromtimestamp(v, UTC) if isinstance(v, float) else v for k, v in changes.items()},
+                **{k: datetime.fromtimestamp(v, UTC) if isinstance(v, float) else v for k, v in caught.changes.items()},
             )
 
     async def _close(
@@ -159,7 +149,7 @@ class Reconciler:
     ) -> None:
         # A campaign not running now (disabled, file removed) still gets the default policy.
         rules = retry_rules(runner.campaign.retries if runner else DEFAULT_RETRIES)
-        columns: dict[str, object] = {"ended_at": datetime.fromtimestamp(now, UTC), "cut_short": decision.cut_short}
+        columns = {k: datetime.fromtimestamp(v, UTC) if isinstance(v, float) else v for k, v in closing(decision, now).items()}
         if attempt is not None and runner is not None:
             attempt.finish(now)
             attempt.cut_short = decision.cut_short

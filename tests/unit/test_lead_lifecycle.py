@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from dialer.core.attempt import Attempt, State
 from dialer.core.dispositions import DispositionAction, DispositionRefused, decide
 from dialer.core.lead_lifecycle import (
     LEAD_COLUMNS,
@@ -33,6 +34,7 @@ from dialer.core.lead_lifecycle import (
     Revisited,
     transition,
 )
+from dialer.core.reconcile import Adopt, Vanished, catch_up, closing
 from dialer.core.retry import PRIORITY_ABANDONED, PRIORITY_CALLBACK, Close, Retry
 from dialer.leads.csv_import import LeadRow
 from dialer.store import callbacks as callback_store
@@ -297,3 +299,25 @@ async def test_a_callback_key_pressed_while_the_lead_is_being_dialed_leaves_the_
     assert booked is None and rows == []
     assert lead is not None and (lead.state, lead.lease_attempt_id) == (LeadState.leased, lease.attempt_id)
     assert await store.lease_due_leads(campaign_id, 1, NOW + timedelta(days=1)) == []
+
+
+# -- adoption after a reconnect (dialer.core.reconcile) -----------------------------
+
+
+def test_adoption_only_moves_an_attempt_forward_and_dates_what_it_missed() -> None:
+    attempt = Attempt(id="a1", lead_id=1, phone="+15550001", queue="q", dialed_at=100.0, ring_timeout=30.0)
+    ringing = catch_up(attempt, Adopt("a1", State.ringing, "PJSIP/carrier-00000001", None), 105.0)
+    assert (ringing.state, ringing.ringing_at, ringing.answered_at) == (State.ringing, 105.0, None)
+    assert ringing.changes == {"state": "ringing", "ringing_at": 105.0}
+    attempt.state, attempt.answered_at, attempt.bridged_at = State.bridged, 110.0, 111.0
+    attempt.agent_interface = "PJSIP/agent1"
+    later = catch_up(attempt, Adopt("a1", State.up, "PJSIP/carrier-00000001", "PJSIP/agent2"), 120.0)
+    assert (later.state, later.answered_at, later.bridged_at, later.agent_interface) == (
+        State.bridged, 110.0, 111.0, "PJSIP/agent1"
+    )
+    assert later.changes == {} and later.channel == "PJSIP/carrier-00000001"
+    fresh = Attempt(id="a2", lead_id=2, phone="+15550002", queue="q", dialed_at=100.0, ring_timeout=30.0)
+    bridged = catch_up(fresh, Adopt("a2", State.bridged, "PJSIP/carrier-00000002", "PJSIP/agent1"), 130.0)
+    assert bridged.changes == {"state": "bridged", "answered_at": 130.0, "bridged_at": 130.0}
+    assert bridged.agent_interface == "PJSIP/agent1"
+    assert closing(Vanished("a2", "interrupted", cut_short=True), 140.0) == {"ended_at": 140.0, "cut_short": True}
