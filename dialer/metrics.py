@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialer.report import LIVE_ANSWER_OUTCOMES
+from dialer.core.outcomes import Outcome, abandon_rate, live_answers
 
 if TYPE_CHECKING:
     from dialer.daemon.server import Daemon
@@ -115,8 +115,8 @@ class _DaemonCollector(Collector):
             for outcome, count in sorted((o, c) for o, c in outcomes.items() if o is not None):
                 by_outcome.add_metric([campaign, tier, outcome], count)
         for campaign, outcomes in sorted(per_campaign.items()):
-            live = sum(outcomes.get(o, 0) for o in LIVE_ANSWER_OUTCOMES)
-            rate.add_metric([campaign], round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0)
+            campaign_rate = abandon_rate(outcomes.get(Outcome.abandoned, 0), live_answers(outcomes))
+            rate.add_metric([campaign], round(campaign_rate, 4))
         yield from (placed, answered, abandoned, by_outcome, rate)
 
     def _campaigns(self) -> Iterator[Any]:

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-# Outcomes in which a live person answered: the abandon rate's denominator.
-LIVE_ANSWER_OUTCOMES = ("answered", "abandoned")
+from dialer.core.outcomes import Outcome, abandon_rate, live_answers
 
 
 def _seconds(end: datetime | None, start: datetime | None) -> float | None:
@@ -22,7 +21,7 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
     # Calls a PBX fault ended after the customer answered (Asterisk restart, AMI lost):
     # their leads are due again, and they count in no rate.
     cut = Counter(a["outcome"] for a in attempts if a.get("cut_short"))
-    live = sum(outcomes[o] - cut[o] for o in LIVE_ANSWER_OUTCOMES)
+    live = live_answers(outcomes) - live_answers(cut)
     agents = Counter(a["agent_id"] for a in attempts if a["outcome"] == "answered" and a["agent_id"])
     talk = [
         s
@@ -44,7 +43,7 @@ def build_report(name: str, leads: Sequence[dict[str, Any]], attempts: Sequence[
         "outcomes": dict(sorted(outcomes.items())),
         "live_answered": live,
         "abandoned": outcomes.get("abandoned", 0),
-        "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
+        "abandon_rate": round(abandon_rate(outcomes.get(Outcome.abandoned, 0), live), 4),
         "interrupted": outcomes.get("interrupted", 0),
         "cut_short": dict(sorted(cut.items())),
         "calls_per_agent": dict(sorted(agents.items())),
@@ -85,14 +84,14 @@ def by_tier(attempts: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for tier, group in sorted(groups.items()):
         outcomes = Counter(a["outcome"] for a in group if a["outcome"])
         cut = Counter(a["outcome"] for a in group if a.get("cut_short"))
-        live = sum(outcomes[o] - cut[o] for o in LIVE_ANSWER_OUTCOMES)
+        live = live_answers(outcomes) - live_answers(cut)
         routed = Counter(a.get("routing") for a in group if a.get("routing"))
         result[tier] = {
             "attempts": len(group),
             "outcomes": dict(sorted(outcomes.items())),
             "live_answered": live,
             "abandoned": outcomes.get("abandoned", 0),
-            "abandon_rate": round(outcomes.get("abandoned", 0) / live, 4) if live else 0.0,
+            "abandon_rate": round(abandon_rate(outcomes.get(Outcome.abandoned, 0), live), 4),
             "routing": dict(sorted(routed.items())),
             "agents": dict(sorted(Counter(a["agent_id"] for a in group if a["agent_id"]).items())),
         }

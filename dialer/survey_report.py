@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from dialer.core.amd import abandon_figures
+from dialer.ivr.interpreter import SurveyStatus
 from dialer.spreadsheet_cells import spreadsheet_cell
 
 NO_TIER = "-"
-SURVEY_STATUSES = ("completed", "transferred", "opted_out", "partial")
+# How a survey can end (a running one has no end yet).
+SURVEY_STATUSES = tuple(s.value for s in SurveyStatus if s is not SurveyStatus.running)
 CSV_COLUMNS = (
     "attempt", "number", "tier", "survey_status", "seq", "question", "value", "status", "tries", "digits", "answered_at",
 )

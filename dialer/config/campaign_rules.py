@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dialer.core.calling_window import CallingWindow
 from dialer.core.dialable import DenyList
 from dialer.core.dispositions import DispositionAction
+from dialer.core.outcomes import RETRYABLE
 from dialer.core.retry import RetryRule
 from dialer.leads.phone_numbers import NumberPolicy, check_region
 
@@ -129,9 +130,8 @@ class RetryConfig(_Strict):
         return RetryRule(delay=timedelta(minutes=self.delay_minutes), max_attempts=self.max_attempts)
 
 
-RetryOutcome = Literal[
-    "busy", "no_answer", "congestion", "machine", "abandoned", "failed", "interrupted", "refused"
-]
+# A Literal of plain strings, so the parsed `retries` keys stay plain strings.
+RetryOutcome = Literal[tuple(o.value for o in RETRYABLE)]  # type: ignore[valid-type]
 
 DEFAULT_RETRIES: dict[str, RetryConfig] = {
     "busy": RetryConfig(delay_minutes=10, max_attempts=3),

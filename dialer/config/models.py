@@ -33,6 +33,7 @@ from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
 from dialer.config.tiers import DEFAULT_TIERS, CampaignTiers, TierConfig, check_ladder
 from dialer.config.inbound import InboundConfig
 from dialer.config.webhooks import WebhookConfig, check_webhooks
+from dialer.core.outcomes import ABANDON_CEILING, DialingMode
 
 
 def _each_once(items: list, names: list[str], what: str) -> list:
@@ -241,14 +242,7 @@ class CampaignType(str, Enum):
     callback = "callback"
 
 
-class DialingMode(str, Enum):
-    progressive = "progressive"
-    ratio = "ratio"
-    predictive = "predictive"
-
-
 MIN_RING_SECONDS = 15
-LEGAL_ABANDON_CEILING = 0.03
 
 
 class DialingConfig(_Strict):
@@ -269,7 +263,7 @@ class DialingConfig(_Strict):
         # out can still be abandoned, and small samples swing.
         0.02, gt=0, le=1, description="abandon rate the predictive mode aims at (fraction of live answers)"
     )
-    abandon_limit: float = Field(0.03, gt=0, le=1, description="hard ceiling on the abandon rate")
+    abandon_limit: float = Field(ABANDON_CEILING, gt=0, le=1, description="hard ceiling on the abandon rate")
     abandon_window: Literal["30d", "24h"] = Field(
         "30d", description="rolling window of the abandon rate: 30 days (US) or 24 hours (UK)"
     )
@@ -289,9 +283,9 @@ class DialingConfig(_Strict):
 
     @model_validator(mode="after")
     def _abandon_limits(self) -> "DialingConfig":
-        if self.abandon_limit > LEGAL_ABANDON_CEILING and not self.override_ceiling:
+        if self.abandon_limit > ABANDON_CEILING and not self.override_ceiling:
             raise ValueError(
-                f"abandon_limit {self.abandon_limit} is over {LEGAL_ABANDON_CEILING}; "
+                f"abandon_limit {self.abandon_limit} is over {ABANDON_CEILING}; "
                 "set override_ceiling: true only if the rules that apply to you allow it"
             )
         if self.abandon_target > self.abandon_limit:

@@ -12,9 +12,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from dialer.core.outcomes import ABANDON_CEILING, abandon_rate
+
 DAY = 86_400.0
 DEFAULT_WINDOW = 30 * DAY
-DEFAULT_LIMIT = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,7 @@ class AbandonState:
     answered: int
     """Live answered calls, abandoned ones included."""
     abandoned: int
-    limit: float = DEFAULT_LIMIT
+    limit: float = ABANDON_CEILING
 
     def __post_init__(self) -> None:
         if self.answered < 0 or self.abandoned < 0 or self.abandoned > self.answered:
@@ -34,7 +35,7 @@ class AbandonState:
 
     @property
     def rate(self) -> float:
-        return self.abandoned / self.answered if self.answered else 0.0
+        return abandon_rate(self.abandoned, self.answered)
 
     def budget(self, limit: float | None = None) -> float:
         """Abandons that would still keep the rate at or under the limit, if the next one is one.
@@ -83,7 +84,7 @@ class AbandonWindow:
             last[2] += 1
             self._abandoned += 1
 
-    def state(self, now: float, limit: float = DEFAULT_LIMIT) -> AbandonState:
+    def state(self, now: float, limit: float = ABANDON_CEILING) -> AbandonState:
         oldest_kept = math.floor((now - self.window) / self.bucket)
         while self._buckets and self._buckets[0][0] < oldest_kept:
             _, answered, abandoned = self._buckets.popleft()

@@ -14,6 +14,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from dialer.core.outcomes import Outcome, abandon_rate, live_answers
+
 # Tolerance for float products such as 10 * 0.1 landing a hair above 1.
 _EPS = 1e-9
 
@@ -50,11 +52,12 @@ class AbandonFigures:
 
     @property
     def rate(self) -> float:
-        return round(self.abandoned / self.live_answered, 4) if self.live_answered else 0.0
+        return round(abandon_rate(self.abandoned, self.live_answered), 4)
 
 
 def abandon_figures(outcomes: Mapping[str, int], *, count_false_positives: bool, rate: float) -> AbandonFigures:
     """The abandon rate's counts from a campaign's outcome counts."""
-    fp = estimated_false_positives(outcomes.get("machine", 0), rate) if count_false_positives else 0
-    abandoned = outcomes.get("abandoned", 0) + fp
-    return AbandonFigures(live_answered=outcomes.get("answered", 0) + abandoned, abandoned=abandoned, false_positives=fp)
+    fp = estimated_false_positives(outcomes.get(Outcome.machine, 0), rate) if count_false_positives else 0
+    return AbandonFigures(
+        live_answered=live_answers(outcomes) + fp, abandoned=outcomes.get(Outcome.abandoned, 0) + fp, false_positives=fp
+    )

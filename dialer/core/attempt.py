@@ -21,29 +21,35 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from dialer.core import records as r
+from dialer.core.outcomes import IVR_ENDS, Outcome
 
 # Q.850 causes as Asterisk reports them on Hangup.
-CAUSE_OUTCOMES: dict[int, str] = {
-    17: "busy",
-    18: "no_answer",
-    19: "no_answer",
-    21: "rejected",
-    34: "congestion",
-    38: "congestion",
-    41: "congestion",
-    42: "congestion",
-    44: "congestion",
-    1: "failed",  # unallocated number (SIP 404)
-    3: "failed",
-    27: "failed",
-    28: "failed",
+CAUSE_OUTCOMES: dict[int, Outcome] = {
+    17: Outcome.busy,
+    18: Outcome.no_answer,
+    19: Outcome.no_answer,
+    21: Outcome.rejected,
+    34: Outcome.congestion,
+    38: Outcome.congestion,
+    41: Outcome.congestion,
+    42: Outcome.congestion,
+    44: Outcome.congestion,
+    1: Outcome.failed,  # unallocated number (SIP 404)
+    3: Outcome.failed,
+    27: Outcome.failed,
+    28: Outcome.failed,
 }
 # OriginateResponse reasons: 3 = no answer before Timeout, 5 = busy, 8 = congestion.
-REASON_OUTCOMES: dict[int, str] = {3: "no_answer", 5: "busy", 8: "congestion", 1: "no_answer"}
+REASON_OUTCOMES: dict[int, Outcome] = {
+    3: Outcome.no_answer,
+    5: Outcome.busy,
+    8: Outcome.congestion,
+    1: Outcome.no_answer,
+}
 
 # What an IVR flow's end makes of a call no agent took (a transferred call is
-# answered or abandoned like any queued one).
-IVR_OUTCOMES: dict[str, str] = {"completed": "completed", "partial": "partial", "opted_out": "opted_out"}
+# answered or abandoned like any queued one): the flow's status names the outcome.
+IVR_OUTCOMES: dict[str, Outcome] = {o.value: o for o in IVR_ENDS}
 
 # OriginateResponse reasons that are a far end's answer even when the Hangup had no cause.
 _REASONS_WITHOUT_CAUSE = (3, 5, 8)
@@ -52,7 +58,7 @@ CAUSE_UNKNOWN = 0
 # Asterisk refused the Originate (an Error reply, or a Failure before any channel
 # existed): an attempt that reached nobody, retried by the campaign's `refused`
 # rule and never taught to the pacing.
-REFUSED = "refused"
+REFUSED = Outcome.refused.value
 
 # How long to wait for the missing half (Hangup or OriginateResponse) before deciding anyway.
 SETTLE_SECONDS = 2.0
@@ -212,7 +218,8 @@ class Attempt:
     def finish(self, now: float) -> str:
         self.state = State.ended
         self.ended_at = self.hangup_at or now
-        self.outcome = self._decide_outcome()
+        # Stored and logged as the plain value.
+        self.outcome = self._decide_outcome().value
         return self.outcome
 
     def _ended_by_pbx(self) -> bool:
@@ -221,22 +228,22 @@ class Attempt:
             return False
         return self.hangup_at is None or self.hangup_at >= self.pbx_gone_at
 
-    def _decide_outcome(self) -> str:
+    def _decide_outcome(self) -> Outcome:
         if self.machine:
-            return "machine"  # counted apart: no live answer (see dialer.core.amd for false positives)
+            return Outcome.machine  # counted apart: no live answer (see dialer.core.amd for false positives)
         by_pbx = self._ended_by_pbx()
         if self.bridged_at is not None:
             # Talking to an agent when the PBX went away: answered, but not finished.
             self.cut_short = by_pbx
-            return "answered"
-        if self.ivr_status in IVR_OUTCOMES and not (by_pbx and self.ivr_status == "partial"):
+            return Outcome.answered
+        if self.ivr_status in IVR_OUTCOMES and not (by_pbx and self.ivr_status == Outcome.partial):
             # A survey the PBX cut off is no customer's `partial`: it is asked again.
             return IVR_OUTCOMES[self.ivr_status]
         if by_pbx and not self.abandoned:
             # Waiting for an agent (or still ringing): the dialplan never gave up on
             # the customer, the PBX did.
             self.cut_short = self.answered_at is not None
-            return "interrupted"
+            return Outcome.interrupted
         if (
             self.originate_success is False
             and self.channel is None
@@ -246,21 +253,21 @@ class Attempt:
             # Asterisk could not even make the channel (no such endpoint, say) and
             # names no far-end answer: nobody was called, the trunk or the PBX
             # refused (dialer.core.trunks).
-            return REFUSED
+            return Outcome.refused
         if self.answered_at is not None:
             # Live customer, no agent: abandoned whether the dialplan's grace
             # time ran out or the customer gave up first.
             self.abandoned = True
-            return "abandoned"
+            return Outcome.abandoned
         if self.hangup_cause in CAUSE_OUTCOMES:
             return CAUSE_OUTCOMES[self.hangup_cause]
         if self.hangup_cause == CAUSE_UNKNOWN and self.originate_reason not in _REASONS_WITHOUT_CAUSE:
             # The channel went with no final response from the far end: the
             # customer never said busy or no.
-            return "interrupted"
+            return Outcome.interrupted
         if self.originate_reason in REASON_OUTCOMES:
             return REASON_OUTCOMES[self.originate_reason]
-        return "failed"
+        return Outcome.failed
 
     def final_columns(self) -> dict[str, object]:
         return {

@@ -20,8 +20,9 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import NamedTuple, TypeVar
+
+from dialer.core.outcomes import LEARNABLE, LIVE_ANSWER, Outcome
 
 T = TypeVar("T")
 
@@ -29,27 +30,6 @@ ELAPSED_BUCKET = 0.5
 """Seconds: elapsed times are rounded down to this step before a curve is looked up."""
 
 _WRAP_QUANTILES = 9
-
-
-class AttemptOutcome(str, Enum):
-    """The outcomes that say something about customers, so the pacing learns from them.
-
-    Left out on purpose: `interrupted` and `not_sent` (a fault's), `refused`
-    (Asterisk or the trunk refused the Originate: nobody was called).
-    """
-
-    answered = "answered"
-    busy = "busy"
-    no_answer = "no_answer"
-    rejected = "rejected"
-    congestion = "congestion"
-    failed = "failed"
-    abandoned = "abandoned"
-    machine = "machine"
-
-
-LIVE_OUTCOMES = frozenset({AttemptOutcome.answered, AttemptOutcome.abandoned})
-"""Outcomes where a live person answered and needed an agent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,15 +352,16 @@ class CampaignStats:
         self.attempts_seen = 0
         self.talks_seen = 0
 
-    def observe_attempt(self, outcome: AttemptOutcome | str, seconds: float) -> None:
+    def observe_attempt(self, outcome: Outcome | str, seconds: float) -> None:
         """One attempt's ringing phase is over: `seconds` from dialing to answer or failure.
 
         For `answered` and `abandoned` that is the time to answer; for the others the time
         until the failure was known (busy signal, ring timeout, rejection...).
         """
-        outcome = AttemptOutcome(outcome)
+        if outcome not in LEARNABLE:
+            raise ValueError(f"{outcome!r} is no outcome the pacing learns from")
         _check_duration(seconds)
-        live = outcome in LIVE_OUTCOMES
+        live = outcome in LIVE_ANSWER
         self._live.append(live)
         self._rings.append((live, seconds))
         (self._answer_times if live else self._failure_times).append(seconds)

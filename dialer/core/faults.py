@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+from dialer.core.outcomes import Outcome
 from dialer.core.retry import Close, Retry, RetryRule, after_attempt
 
-FAULT_OUTCOME = "interrupted"
+FAULT_OUTCOME = Outcome.interrupted.value
 # The same as DEFAULT_RETRIES["interrupted"] in dialer.config.campaign_rules.
 DEFAULT_FAULT_RULE = RetryRule(delay=timedelta(minutes=30), max_attempts=3)
 

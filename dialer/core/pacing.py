@@ -22,20 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 
 from dialer.core.abandon import AbandonState
 from dialer.core.estimators import ELAPSED_BUCKET, CampaignEstimates, Forecast
+from dialer.core.outcomes import ABANDON_CEILING, DialingMode
 
-ABANDON_CEILING = 0.03
-"""The regulators' 3 %: a policy may set a lower limit, a higher one only by override."""
-
-
-class PacingMode(str, Enum):
-    progressive = "progressive"
-    ratio = "ratio"
-    predictive = "predictive"
+# The pacing's own name for the dialing mode, kept because the runner, the simulator,
+# the benchmarks and their tests import it from here.
+PacingMode = DialingMode
 
 
 @dataclass(frozen=True, slots=True)

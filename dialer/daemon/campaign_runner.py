@@ -23,7 +23,8 @@ from dialer.core.agents import AgentBoard
 from dialer.core.attempt import REFUSED, Attempt, State, record_key
 from dialer.core.abandon import AbandonWindow
 from dialer.core.amd import FalsePositiveCounter
-from dialer.core.estimators import AttemptOutcome, CampaignStats
+from dialer.core.estimators import CampaignStats
+from dialer.core.outcomes import LEARNABLE
 from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
 from dialer.core.trunks import TrunkGate, Trunks, trunk_key
 from dialer.config.campaign_rules import retry_rules
@@ -39,8 +40,6 @@ ABANDON_WINDOWS = {"30d": 30 * 86400.0, "24h": 86400.0}
 BORROW_BELOW = 200
 """Attempts of its own under which a campaign starts from a sibling's statistics, and the
 sibling's latest attempts it takes (dialer.core.estimators.CampaignStats.adopt)."""
-# Outcomes the pacing's statistics know; others (interrupted...) teach it nothing.
-_LEARNABLE = {o.value for o in AttemptOutcome}
 DIALPLAN_EXTEN = "answered"
 
 
@@ -172,7 +171,7 @@ class CampaignRunner:
         self, outcome: str, dialed: float, answered: float | None, bridged: float | None, ended: float
     ) -> None:
         """Teach the pacing one finished attempt (also used to restore memory at start-up)."""
-        if outcome not in _LEARNABLE:
+        if outcome not in LEARNABLE:
             return
         self.stats.observe_attempt(outcome, max(0.0, (answered if answered is not None else ended) - dialed))
         if outcome == "machine":

@@ -21,8 +21,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from dialer.core.abandon import AbandonWindow
-from dialer.core.estimators import AttemptOutcome, CampaignStats
+from dialer.core.estimators import CampaignStats
 from dialer.core.lending import TeamMember, agents_needed, claimable, lend_moves
+from dialer.core.outcomes import Outcome, abandon_rate
 from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
 
 
@@ -249,7 +250,7 @@ def simulate_team(s: TeamScenario) -> TeamResult:
         answered = ref >= 0
         call = ringing.pop(ref if answered else -ref - 1)
         if not call.key:
-            outcome = AttemptOutcome.answered if answered else AttemptOutcome.no_answer
+            outcome = Outcome.answered if answered else Outcome.no_answer
             stats.observe_attempt(outcome, now - call.placed)
         if not answered:
             if call.claim is not None:
@@ -314,7 +315,7 @@ def simulate_team(s: TeamScenario) -> TeamResult:
     result.key_occupancy = sum(a.busy_seconds for a in key_team) / (len(key_team) * end) if key_team else 0.0
     general = [a for a in agents if not a.key]
     result.general_occupancy = sum(a.busy_seconds for a in general) / (len(general) * end) if general else 0.0
-    result.general_abandon_rate = general_abandoned / general_live if general_live else 0.0
+    result.general_abandon_rate = abandon_rate(general_abandoned, general_live)
     result.key_mean_delay = sum(delays) / len(delays) if delays else 0.0
     result.key_max_delay = max(delays, default=0.0)
     return result

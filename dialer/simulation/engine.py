@@ -15,7 +15,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from dialer.core.abandon import AbandonWindow
-from dialer.core.estimators import AttemptOutcome, CampaignStats
+from dialer.core.estimators import CampaignStats
+from dialer.core.outcomes import Outcome as AttemptOutcome, abandon_rate
 from dialer.core.pacing import BusyAgent, PacingMode, PacingSnapshot, calls_to_place
 from dialer.simulation.results import SimulationResult
 from dialer.simulation.scenario import Scenario
@@ -125,7 +126,7 @@ class _Run:
         self.window.record(now, abandoned=abandoned)
         live = self.connects + self.abandoned
         if live >= JUDGED_AFTER:
-            self.worst_running_rate = max(self.worst_running_rate, self.abandoned / live)
+            self.worst_running_rate = max(self.worst_running_rate, abandon_rate(self.abandoned, live))
 
     # --- pacing -------------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class _Run:
             hours=self.scenario.hours,
             seed=self.scenario.seed,
             occupancy=self.busy_seconds / agent_seconds if agent_seconds else 0.0,
-            abandon_rate=self.abandoned / live if live else 0.0,
+            abandon_rate=abandon_rate(self.abandoned, live),
             first_hour_occupancy=first_hour_busy / (len(self.agents) * first_hour) if self.agents else 0.0,
             worst_running_abandon_rate=self.worst_running_rate,
             attempts=self.attempts,

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dialer.core.abandon import AbandonState, AbandonWindow
+from dialer.core.outcomes import abandon_rate
 from dialer.simulation.results import SimulationResult
 from dialer.simulation.scenario import Scenario
 
@@ -217,7 +218,7 @@ class _Run:
         self.window.record(now, abandoned=abandoned)
         live = self.connects + self.abandoned
         if live >= JUDGED_AFTER:
-            self.worst = max(self.worst, self.abandoned / live)
+            self.worst = max(self.worst, abandon_rate(self.abandoned, live))
 
     def _tick(self, now: float, _: int) -> None:
         sc = self.scenario
@@ -330,7 +331,7 @@ class _Run:
             hours=self.scenario.hours,
             seed=self.scenario.seed,
             occupancy=self.busy_seconds / agent_seconds if agent_seconds else 0.0,
-            abandon_rate=self.abandoned / live if live else 0.0,
+            abandon_rate=abandon_rate(self.abandoned, live),
             first_hour_occupancy=first_busy / (n * first_hour) if n else 0.0,
             worst_running_abandon_rate=self.worst,
             attempts=self.attempts,

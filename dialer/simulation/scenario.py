@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from dialer.config.yaml_loader import YamlError, load_yaml_mapping
 from dialer.core.abandon import DEFAULT_WINDOW
+from dialer.core.outcomes import ABANDON_CEILING
 from dialer.core.pacing import PacingMode, PacingPolicy
 
 Sampler = Callable[[], float]
@@ -102,7 +103,7 @@ class PacingSettings(_Strict):
     mode: PacingMode = PacingMode.predictive
     max_lines: int = Field(1000, ge=1)
     ratio: float = Field(2.0, ge=1)
-    abandon_limit: float = Field(0.03, gt=0, le=1)
+    abandon_limit: float = Field(ABANDON_CEILING, gt=0, le=1)
     abandon_target: float = Field(0.025, gt=0, le=1)
     horizon: float = Field(25.0, gt=0)
     step: float = Field(1.0, gt=0)

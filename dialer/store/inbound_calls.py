@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from dialer.core.lead_lifecycle import CalledBack, IllegalTransition
+from dialer.core.outcomes import REACHED
 from dialer.store import callbacks as callback_store
-from dialer.store.schema import call_attempts, callbacks, campaigns, customers, inbound_calls, leads
 from dialer.store import lead_transitions
+from dialer.store.schema import call_attempts, callbacks, campaigns, customers, inbound_calls, leads
 from dialer.store.store import Store, _naive_utc
 
 CALLED_BACK = "inbound_callback"
@@ -74,7 +75,7 @@ async def recognise(store: Store, forms: Sequence[str], campaign_ids: Sequence[i
             ).first()
             if last is not None:
                 lead_id, campaign_id, attempt_id, outcome = last
-                if attempt_id is not None and outcome not in (None, "answered", "completed"):
+                if attempt_id is not None and outcome is not None and outcome not in REACHED:
                     answers, answers_outcome = attempt_id, outcome
     return KnownCaller(
         customer.id, customer.external_id, customer.name, customer.tier, customer.value,

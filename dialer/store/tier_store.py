@@ -17,9 +17,10 @@ from sqlalchemy import bindparam, select, update
 
 from dialer.core.contact_policy import PastAttempt
 from dialer.core.lead_lifecycle import IllegalTransition, RevisitAfterAnswer
+from dialer.core.outcomes import NOT_PLACED
 from dialer.core.tiers import TierLadder, value_tiers
-from dialer.store.lease_tiers import LeaseTiers
 from dialer.store import lead_transitions
+from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import call_attempts, callbacks, campaigns, customers, leads
 from dialer.store.store import Store, _naive_utc
 
@@ -138,7 +139,8 @@ async def contact_history(
                     leads.c.customer_id.in_(list(customer_ids)),
                     call_attempts.c.id.not_in(list(exclude_attempts)),
                     # An Originate Asterisk refused reached nobody.
-                    (call_attempts.c.outcome.is_(None)) | (call_attempts.c.outcome.not_in(("not_sent", "refused"))),
+                    (call_attempts.c.outcome.is_(None))
+                    | (call_attempts.c.outcome.not_in(sorted(o.value for o in NOT_PLACED))),
                 )
             )
         ).all()

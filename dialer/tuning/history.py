@@ -14,10 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-LIVE = frozenset({"answered", "abandoned"})
-BUSY = frozenset({"busy", "congestion"})
-# Not the customer's doing: teach nothing about them.
-IGNORED = frozenset({"refused", "interrupted", "failed", "dnc", "denied"})
+from dialer.core.outcomes import LINE_BUSY, LIVE_ANSWER, UNTOLD, Outcome
 
 MIN_ATTEMPTS = 200
 """Finished calls needed: below this the answer rate alone is off by several points."""
@@ -80,24 +77,25 @@ def read_history(rows: Iterable[Mapping[str, Any]], *, now: datetime, days: floa
         outcome = row.get("outcome")
         if not isinstance(dialed, datetime) or dialed < since or dialed > now or not outcome:
             continue
-        if outcome in IGNORED or row.get("cut_short"):
+        # Not the customer's doing: teaches nothing about them.
+        if outcome in UNTOLD or row.get("cut_short"):
             continue
         first = dialed if first is None or dialed < first else first
         last = dialed if last is None or dialed > last else last
         for profile in (day, by_hour[dialed.hour]):
             profile.attempts += 1
-            if outcome in LIVE:
+            if outcome in LIVE_ANSWER:
                 profile.live += 1
-                profile.abandoned += outcome == "abandoned"
+                profile.abandoned += outcome == Outcome.abandoned
                 answer = _seconds(row.get("answered_at"), dialed)
                 if answer is not None:
                     profile.answer_seconds.append(answer)
-            elif outcome in BUSY:
+            elif outcome in LINE_BUSY:
                 profile.busy += 1
                 ended = _seconds(row.get("ended_at"), dialed)
                 if ended is not None:
                     profile.busy_seconds.append(ended)
-            if outcome == "answered" and row.get("agent_id"):
+            if outcome == Outcome.answered and row.get("agent_id"):
                 talk = _seconds(row.get("ended_at"), row.get("bridged_at"))
                 if talk is not None:
                     profile.talk_seconds.append(talk)

@@ -12,12 +12,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dialer.config.models import DialingConfig, DialingMode
+from dialer.config.models import DialingConfig
+from dialer.core.outcomes import ABANDON_CEILING, DialingMode, abandon_rate
 from dialer.simulation import SimulationResult, simulate
 from dialer.simulation.scenario import Scenario
 from dialer.tuning.history import History, Profile
 
-LEGAL_CEILING = 0.03
 MARGIN = 0.005
 """Simulated abandons must stay this far under the limit: a day of real calls swings more."""
 RATIOS = (1.5, 2.0, 2.5, 3.0)
@@ -54,8 +54,7 @@ class Outcome:
 
     @property
     def abandon_rate(self) -> float:
-        live = sum(r.live_answered for r in self.runs)
-        return sum(r.abandoned for r in self.runs) / live if live else 0.0
+        return abandon_rate(sum(r.abandoned for r in self.runs), sum(r.live_answered for r in self.runs))
 
     @property
     def worst_abandon_rate(self) -> float:
@@ -152,7 +151,7 @@ def tune(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> Proposal:
     """Simulate every candidate on the campaign's history; the best one and why."""
-    ceiling = min(dialing.abandon_limit, LEGAL_CEILING if not dialing.override_ceiling else 1.0) - MARGIN
+    ceiling = min(dialing.abandon_limit, ABANDON_CEILING if not dialing.override_ceiling else 1.0) - MARGIN
     ceiling = max(round(ceiling, 6), 0.0)
     tried: list[Outcome] = []
     todo = candidates(dialing, ceiling)
