@@ -265,7 +265,7 @@ def second_vocabulary(source: str, where: str) -> list[str]:
                 found.append(f"{line}: a set of dialing modes {sorted(strings)}")
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and not isinstance(node.left, ast.BinOp):
             # abandoned / something (a difference over something is a score, not a rate)
-            if any("abandon" in name for name in _names(node.left)):
+            if any("abandon" in name for name in _names(node.left) | _strings(node.left)):
                 found.append(f"{line}: an abandon rate computed in place")
     return found
 
@@ -289,6 +289,7 @@ def test_no_second_outcome_set_mode_enum_ceiling_or_abandon_rate_in_the_package(
         "Kind = Literal['busy', 'congestion']\n",
         "rate = self.abandoned / live if live else 0.0\n",
         "rate = sum(r.abandoned for r in runs) / live\n",
+        "rate = round(outcomes.get('abandoned', 0) / live, 4) if live else 0.0\n",
         "choice = rng.choice(['progressive', 'predictive'])\n",
     ],
 )
