@@ -23,7 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dialer import __version__
-from dialer.ami.errors import AmiError, AmiUnsafeValue
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiUnsafeValue
 from dialer.config.models import AgentConfig
 from dialer.daemon.campaign_watcher import ControlError
 from dialer.dispositions import DispositionError, apply_disposition
@@ -127,6 +127,12 @@ def build_app(daemon: "Daemon") -> FastAPI:
     async def _ami_unsafe(_request: Request, exc: AmiUnsafeValue) -> JSONResponse:
         # The schemas refuse such input first; this is the gateway's last guard speaking.
         return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=422)
+
+    @app.exception_handler(AmiActionFailed)
+    async def _ami_refused(_request: Request, exc: AmiActionFailed) -> JSONResponse:
+        # Asterisk answered, and said no (pausing an agent who is in no queue): the
+        # agent's state, not an outage.
+        return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=409)
 
     @app.exception_handler(AmiError)
     async def _ami_error(_request: Request, exc: AmiError) -> JSONResponse:

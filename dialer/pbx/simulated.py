@@ -206,6 +206,8 @@ class SimulatedPbx:
         # Observation for invariants.
         self.actions: list[dict[str, Any]] = []
         """Every action received, as sent (an Originate's `Variable` list included)."""
+        self.originated: list[dict[str, Any]] = []
+        """The arguments of every `originate()` call, refused ones included."""
         self.dial_log: list[Dialed] = []
         """Every call that reached the carrier."""
         self.bridged: dict[str, list[Bridged]] = {}
@@ -247,6 +249,16 @@ class SimulatedPbx:
 
     def _half_open(self) -> bool:
         return self._half_open_until > self._now()
+
+    def logged_in(self, members: Iterable[tuple[str, str, str, int]] = ()) -> SimulatedPbx:
+        """Start mid-session: connected, with (queue, interface, name, penalty) members already in (no events)."""
+        self._lost = asyncio.Event()
+        self._link = True
+        self.connected.set()
+        for queue, interface, name, penalty in members:
+            self.queues.setdefault(queue, {})[interface] = _Member(interface, name, penalty)
+            self._phone(interface)
+        return self
 
     async def connect_once(self) -> None:
         await asyncio.sleep(0)
@@ -381,6 +393,8 @@ class SimulatedPbx:
         caller_id: str,
         variables: Mapping[str, str],
     ) -> None:
+        self.originated.append({"attempt_id": attempt_id, "channel": channel, "context": context, "exten": exten,
+                                "timeout_ms": timeout_ms, "caller_id": caller_id, "variables": dict(variables)})
         problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
         problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
         if problems:

@@ -1,51 +1,58 @@
-"""A daemon with a real store and campaign directory but a fake AMI, for the API and watcher tests.
+"""A daemon with a real store and campaign directory on the simulated PBX, for the API and watcher tests.
 
-The fake records the actions it is sent and answers them at once; the real AMI
-is the sandbox tests' business.
+The real AMI is the sandbox tests' business.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dialer.config.loader import load_config
+from dialer.config.models import AgentConfig
 from dialer.daemon.campaign_watcher import CampaignWatcher
 from dialer.daemon.server import Daemon
+from dialer.pbx.simulated import SimulatedPbx
 from dialer.store.store import Store
 
 TOKEN = "s3cret-token-for-tests"
+DEFAULT_AGENTS = (
+    AgentConfig(id="agent1", name="Alice", interface="PJSIP/agent1", queues=["sales"]),
+    AgentConfig(id="agent2", interface="PJSIP/agent2", queues=["sales", "vip"]),
+)
 
 
-@dataclass
-class FakeAmi:
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    reconnects: int = 0
-    on_action: Any = None
-    sent: list[dict[str, Any]] = field(default_factory=list)
+class FakeAmi(SimulatedPbx):
+    """The simulated PBX, its agents logged in to their queues, keeping `sent` as these tests read it.
 
-    def __post_init__(self) -> None:
-        self.connected.set()
+    `sent`: every action the daemon asked for since, an Originate by its arguments.
+    """
 
-    async def action(self, fields: Mapping[str, Any], **_: Any) -> dict[str, str]:
-        self.sent.append(dict(fields))
-        if self.on_action:
-            self.on_action(str(fields.get("Action")), 0.001)
-        return {"Response": "Success"}
+    def __init__(self, agents: Iterable[AgentConfig] = DEFAULT_AGENTS) -> None:
+        agents = list(agents)
+        queues = {q for a in agents for q in a.queues} | {"sales", "support", "retention", "key-accounts"}
+        super().__init__(random.Random(0), {}, agents=[a.interface for a in agents], queues=sorted(queues))
+        # As the daemon's login leaves it: every agent in its queues.
+        self.logged_in((q, a.interface, a.id, a.penalty) for a in agents for q in a.queues)
+        self.sent: list[dict[str, Any]] = []
+        self._originating = False
 
-    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
-        await self.action({"Action": "QueueAdd", "Queue": queue, "Interface": interface, "MemberName": member_name})
-
-    async def queue_remove(self, queue: str, interface: str) -> None:
-        await self.action({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+    async def action(self, fields: Mapping[str, Any], *, as_list: bool = False, timeout: float | None = None) -> Any:
+        if not self._originating:
+            self.sent.append(dict(fields))
+        return await super().action(fields, as_list=as_list, timeout=timeout)
 
     async def originate(self, **kwargs: Any) -> None:
-        await self.action({"Action": "Originate", **kwargs})
+        self.sent.append({"Action": "Originate", **kwargs})
+        self._originating = True
+        try:
+            await super().originate(**kwargs)
+        finally:
+            self._originating = False
 
 
 def campaign_yaml(name: str, *, max_lines: int = 5, enabled: bool = True, queue: str = "sales") -> str:
@@ -91,7 +98,7 @@ async def open_daemon(tmp: Path) -> Daemon:
     config = load_config(config_path)
     daemon = Daemon(config, {}, config_path=config_path, watch_campaigns=True)
     daemon.store = await Store.open(config.database.url)
-    daemon.ami = FakeAmi()  # type: ignore[assignment]
+    daemon.ami = FakeAmi(config.agents)
     daemon.metrics.instrument_engine(daemon.store.engine)
     daemon.watcher = CampaignWatcher(daemon, config.campaign_dir)
     await daemon.watcher.reload()
