@@ -4,11 +4,13 @@ AMI that answers QueueAdd/QueueRemove with the member events Asterisk sends."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dialer.ami.errors import AmiActionFailed
+from dialer.ami.events import to_record
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.attempt import State
@@ -63,32 +65,36 @@ def test_every_call_in_flight_and_every_lead_due_counts() -> None:
     assert agents_needed(reserved_in_flight=0, due_now=0, due_soon=0) == 0
 
 
-@dataclass
 class AsteriskLikeAmi(FakeAmi):
-    """QueueAdd/QueueRemove change the board the way Asterisk's member events would."""
+    """The board hears QueueAdd/QueueRemove through the member events the PBX sends."""
 
-    board: AgentBoard | None = None
-    fail_remove: bool = False
-    remove_tries: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        super().__init__()
+        self.board: AgentBoard | None = None
+        self.fail_remove = False
+        self.remove_tries: list[str] = []
+
+    def _feed_board(self) -> None:
+        assert self.board is not None
+        while not self.events.empty():
+            record = to_record(*self.events.get_nowait())
+            if isinstance(record, (r.MemberStatus, r.MemberRemoved)):
+                agent = self.board.agent(record.interface)
+                if isinstance(record, r.MemberStatus) and agent is not None and agent.on_call is not None:
+                    # The phone is on a call the test set on the board only, not through the PBX.
+                    record = dataclasses.replace(record, in_call=True)
+                self.board.apply(record)
 
     async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
         await super().queue_add(queue, interface, member_name, penalty)
-        assert self.board is not None
-        agent = self.board.agent(interface)
-        assert agent is not None
-        self.board.apply(r.MemberStatus(at=0, queue=queue, interface=interface,
-                                        status=agent.device_status or 1, paused=False,
-                                        in_call=agent.on_call is not None))
+        self._feed_board()
 
     async def queue_remove(self, queue: str, interface: str) -> None:
         self.remove_tries.append(interface)
         if self.fail_remove:
-            from dialer.ami.errors import AmiActionFailed
-
             raise AmiActionFailed("QueueRemove", "Unable to remove interface from queue")
         await super().queue_remove(queue, interface)
-        assert self.board is not None
-        self.board.apply(r.MemberRemoved(at=0, queue=queue, interface=interface))
+        self._feed_board()
 
 
 def wire(lab: Lab, board: AgentBoard) -> AsteriskLikeAmi:

@@ -1,14 +1,13 @@
 """Tiers where the daemon applies them: which leads are dialed per tier and when, where
 each call is routed, the contact policy, revisits, the CRM, the screen pop and the
-report by tier. A real SQLite store; a fake AMI that records what is sent."""
+report by tier. A real SQLite store; the simulated PBX, which keeps what is sent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+import random
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +24,7 @@ from dialer.core.attempt import Attempt, State
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.leads.csv_import import LeadRow
 from dialer.leads.tier_import import tiers_after_import
+from dialer.pbx.simulated import SimulatedPbx
 from dialer.report import build_report
 from dialer.screen_pop import screen_pop
 from dialer.store.lease_tiers import LeaseTiers
@@ -35,27 +35,12 @@ NOW = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
 RANKS = {"key": 1, "gold": 2, "standard": 3}
 
 
-@dataclass
-class FakeAmi:
-    originated: list[dict[str, Any]] = field(default_factory=list)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
+class FakeAmi(SimulatedPbx):
+    """The simulated PBX, logged in: `originated` holds each Originate's arguments, `actions` every action."""
 
-    def __post_init__(self) -> None:
-        self.connected.set()
-
-    async def originate(self, **kwargs: Any) -> None:
-        self.originated.append(kwargs)
-
-    async def action(self, fields: Mapping[str, Any], **_: Any) -> dict[str, str]:
-        self.actions.append(dict(fields))
-        return {"Response": "Success"}
-
-    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
-        self.actions.append({"Action": "QueueAdd", "Queue": queue, "Interface": interface})
-
-    async def queue_remove(self, queue: str, interface: str) -> None:
-        self.actions.append({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+    def __init__(self) -> None:
+        super().__init__(random.Random(0), {})
+        self.logged_in()
 
 
 def make_campaign(mode: str = "progressive", **extra: Any) -> Campaign:
