@@ -368,6 +368,17 @@ class CampaignStats:
         self._ring_new += 1
         self.attempts_seen += 1
 
+    def withdraw_answer(self, seconds: float) -> None:
+        """Take back a live answer observed while its call went on, once the call turns
+        out to be a fault's (cut short by the PBX): such a call teaches nothing."""
+        if (True, seconds) not in self._rings:
+            return  # already out of the window
+        self._rings.remove((True, seconds))
+        self._answer_times.remove(seconds)
+        self._live.remove(True)
+        self._ring_new = max(0, self._ring_new - 1)
+        self.attempts_seen -= 1
+
     def observe_talk(self, seconds: float) -> None:
         """A bridged call ended after `seconds` of talk."""
         _check_duration(seconds)

@@ -1,8 +1,10 @@
-"""One campaign at run time: leases leads, places calls, follows each attempt.
+"""One campaign at run time: read -> decide -> write.
 
-The decisions (how many to dial, what an attempt's outcome is) are the pure
-core's; this class only gathers the snapshot, performs the I/O and writes
-every state change to the store.
+Each tick reads the board and the store into a view, asks the campaign's
+`dialer.core.campaign.CampaignCore` what to lease, how many calls to place
+and how to route each, then writes the leases and sends the Originates; each
+event is handed to the core and the changes it reports are written to the
+store. `dialer simulate` drives the same core object.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -19,13 +20,24 @@ from dialer.ami.errors import AmiActionFailed, AmiError, AmiTimeout, AmiUnsafeVa
 from dialer.pbx.protocol import Pbx
 from dialer.config.models import Campaign
 from dialer.core import records as r
-from dialer.core.agents import AgentBoard
-from dialer.core.attempt import REFUSED, Attempt, State, record_key
+from dialer.core.agents import AgentBoard, AgentState
 from dialer.core.abandon import AbandonWindow
 from dialer.core.amd import FalsePositiveCounter
+from dialer.core.attempt import REFUSED, Attempt
+from dialer.core.campaign import (
+    AgentView,
+    CallToPlace,
+    CampaignCore,
+    CampaignView,
+    CoreSettings,
+    Finished,
+    LiveCounts,
+    PlacedCall,
+    TierRules,
+)
 from dialer.core.estimators import CampaignStats
-from dialer.core.outcomes import LEARNABLE
-from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+from dialer.core.originate import CampaignDialplan
+from dialer.core.pacing import PacingMode, PacingPolicy, PacingSnapshot
 from dialer.core.trunks import TrunkGate, Trunks, trunk_key
 from dialer.config.campaign_rules import retry_rules
 from dialer.daemon.lead_screen import screen_leases
@@ -41,21 +53,59 @@ BORROW_BELOW = 200
 """Attempts of its own under which a campaign starts from a sibling's statistics, and the
 sibling's latest attempts it takes (dialer.core.estimators.CampaignStats.adopt)."""
 DIALPLAN_EXTEN = "answered"
+__all__ = ["BORROW_BELOW", "DIALPLAN_CONTEXT", "CampaignRunner", "LiveCounts", "core_settings"]
 
 
 def _dt(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
-@dataclass
-class LiveCounts:
-    ringing: int = 0
-    waiting: int = 0
-    talking: int = 0
+def policy_of(campaign: Campaign) -> PacingPolicy:
+    dialing = campaign.dialing
+    return PacingPolicy(
+        mode=PacingMode(dialing.mode.value),
+        max_lines=dialing.max_lines,
+        ratio=dialing.ratio,
+        abandon_limit=dialing.abandon_limit,
+        abandon_target=dialing.abandon_target,
+        grace=float(dialing.agent_wait),
+        override_ceiling=dialing.override_ceiling,
+    )
 
-    @property
-    def lines(self) -> int:
-        return self.ringing + self.waiting + self.talking
+
+def core_settings(campaign: Campaign, tiers: TierRules) -> CoreSettings:
+    """What the campaign core needs of a campaign's file (and its tiers against the ladder)."""
+    return CoreSettings(
+        policy=policy_of(campaign),
+        general_queue=campaign.queue,
+        agent_wait=campaign.dialing.agent_wait,
+        ring_timeout=campaign.dialing.ring_timeout,
+        tiers=tiers,
+        paced_by_lines=bool(campaign.ivr),
+        abandon_window=ABANDON_WINDOWS[campaign.dialing.abandon_window],
+        false_positive_rate=campaign.amd.false_positive_rate,
+        false_positives_counted=campaign.amd.false_positives.value == "count_as_abandoned",
+    )
+
+
+def dialplan_of(campaign: Campaign, media: dict[str, str]) -> CampaignDialplan:
+    return CampaignDialplan(
+        campaign=campaign.name,
+        queue=campaign.queue,
+        agent_wait=campaign.dialing.agent_wait,
+        abandon_message=campaign.abandon_message,
+        media=media,
+    )
+
+
+def agent_view(agent: AgentState) -> AgentView:
+    return AgentView(
+        id=agent.id,
+        free=agent.free,
+        busy_since=agent.busy_since,
+        wrapup_since=agent.wrapup_since,
+        queues=frozenset(agent.queues),
+    )
 
 
 class CampaignRunner:
@@ -81,123 +131,94 @@ class CampaignRunner:
         self.ami = ami
         self.board = board
         self._agent_ids = {k.lower(): v for k, v in agent_ids.items()}  # interface -> agent id
-        self.attempts: dict[str, Attempt] = {}
-        self.callback_agents: dict[str, str] = {}  # attempt id -> agent interface (dialer.daemon.lead_screen)
+        self.core = CampaignCore(core_settings(campaign, TierRules()))
+        """The campaign's decisions and what they remember (dialer.core.campaign)."""
         self.placed = 0
-        self.stats = CampaignStats()
-        self.abandon_window = AbandonWindow(window=ABANDON_WINDOWS[campaign.dialing.abandon_window])
-        self.false_positives = FalsePositiveCounter(
-            campaign.amd.false_positive_rate, counted=campaign.amd.false_positives.value == "count_as_abandoned"
-        )
         self.dialplan_variables: dict[str, str] = {}
         """Set by the daemon: IVR/AMD variables and rendered messages (dialer.ivr.service)."""
         self.board_synced = True
         """False while the daemon re-reads the queues' members after a login."""
-        self.wrapup_from_desk = False
-        """True when agents end their wrap-up on the agent desk, which teaches the pacing
-        each measured wrap-up (dialer.daemon.desk); else wrap-up is taken as 0."""
         self.paused = False
         self._sends: set[asyncio.Task[None]] = set()
-        self.tiers = TierDialing(store, board)
-        """Tier pacing, routing, contact policy and screen pop; the daemon sets its ladder."""
+        self.tiers = TierDialing(store, board, self.core)
+        """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
 
-    # -- pacing ---------------------------------------------------------------
+    # -- what the core holds ------------------------------------------------------
+
+    @property
+    def attempts(self) -> dict[str, Attempt]:
+        return self.core.attempts
+
+    @property
+    def stats(self) -> CampaignStats:
+        return self.core.stats
+
+    @stats.setter
+    def stats(self, stats: CampaignStats) -> None:
+        self.core.stats = stats
+
+    @property
+    def abandon_window(self) -> AbandonWindow:
+        return self.core.abandon_window
+
+    @property
+    def false_positives(self) -> FalsePositiveCounter:
+        return self.core.false_positives
+
+    @property
+    def wrapup_from_desk(self) -> bool:
+        """True when agents end their wrap-up on the agent desk, which teaches the pacing
+        each measured wrap-up (dialer.daemon.desk); else wrap-up is taken as 0."""
+        return self.core.wrapup_measured
+
+    @wrapup_from_desk.setter
+    def wrapup_from_desk(self, measured: bool) -> None:
+        self.core.wrapup_measured = measured
+
+    # -- read ---------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        """The campaign's file or the tier ladder may have changed since the last tick."""
+        self.core.settings = core_settings(self.campaign, self.tiers.rules(self.campaign))
+
+    def view(self) -> CampaignView:
+        """The agents of every queue the campaign's decisions look at, as the board has them."""
+        queues = self.core.settings.tiers.queues(self.campaign.queue)
+        return CampaignView({q: tuple(agent_view(a) for a in self.board.in_queue(q)) for q in queues})
 
     def live_counts(self) -> LiveCounts:
-        counts = LiveCounts()
-        for attempt in self.attempts.values():
-            if attempt.state in (State.dialing, State.ringing):
-                counts.ringing += 1
-            elif attempt.state is State.up:
-                counts.waiting += 1
-            elif attempt.state is State.bridged:
-                counts.talking += 1
-        return counts
+        return self.core.live_counts()
 
     def snapshot(self, now: float) -> PacingSnapshot:
-        queue = self.campaign.queue
-        members = self.board.in_queue(queue)
-        counts = self.live_counts()
-        snapshot = PacingSnapshot(
-            agents_logged_in=len(members),
-            agents_free=sum(1 for a in members if a.free),
-            busy_agents=tuple(
-                BusyAgent(elapsed=max(0.0, now - a.busy_since)) for a in members if a.busy_since is not None
-            )
-            + tuple(
-                BusyAgent(elapsed=0.0, in_wrapup=True, wrapup_elapsed=max(0.0, now - a.wrapup_since))
-                for a in members
-                if a.wrapup_since is not None and a.busy_since is None
-            ),
-            ringing=tuple(
-                max(0.0, now - a.dialed_at)
-                for a in self.attempts.values()
-                if a.state in (State.dialing, State.ringing)
-            ),
-            waiting_for_agent=counts.waiting,
-            lines_in_use=counts.lines,
-            estimates=self.stats.estimates(
-                # Talks and rings still going on are censored observations: without them
-                # the first talks to end (the short ones) would pass for all of them.
-                talking=(
-                    max(0.0, now - a.bridged_at)
-                    for a in self.attempts.values()
-                    if a.state is State.bridged and a.bridged_at is not None
-                ),
-                ringing=(
-                    max(0.0, now - a.dialed_at)
-                    for a in self.attempts.values()
-                    if a.state in (State.dialing, State.ringing)
-                ),
-            ),
-            abandon=self.abandon_window.state(now, self.campaign.dialing.abandon_limit),
-        )
-        return self.tiers.adjust_snapshot(snapshot, self.attempts, now)
+        self._configure()
+        return self.core.snapshot(self.view(), now)
 
     def policy(self) -> PacingPolicy:
-        dialing = self.campaign.dialing
-        return PacingPolicy(
-            mode=PacingMode(dialing.mode.value),
-            max_lines=dialing.max_lines,
-            ratio=dialing.ratio,
-            abandon_limit=dialing.abandon_limit,
-            abandon_target=dialing.abandon_target,
-            grace=float(dialing.agent_wait),
-            override_ceiling=dialing.override_ceiling,
-        )
+        return policy_of(self.campaign)
 
     def learn(
         self, outcome: str, dialed: float, answered: float | None, bridged: float | None, ended: float
     ) -> None:
-        """Teach the pacing one finished attempt (also used to restore memory at start-up)."""
-        if outcome not in LEARNABLE:
-            return
-        self.stats.observe_attempt(outcome, max(0.0, (answered if answered is not None else ended) - dialed))
-        if outcome == "machine":
-            # No live answer; only an estimated share counts, as abandoned (dialer.core.amd).
-            if self.false_positives.machine():
-                self.abandon_window.record(ended, abandoned=True)
-        elif answered is not None:
-            self.abandon_window.record(ended, abandoned=outcome == "abandoned")
-        if bridged is not None:
-            self.stats.observe_talk(max(0.0, ended - bridged))
-            if not self.wrapup_from_desk:
-                # Wrap-up is the queue's wrapuptime, 0 in the shipped queues.conf.
-                self.stats.observe_wrapup(0.0)
+        """Teach the pacing one finished attempt."""
+        self._configure()
+        self.core.learn(outcome, dialed, answered, bridged, ended)
 
     async def restore_memory(self, now: float) -> None:
         """Rebuild the statistics and abandon window from stored attempts after a restart."""
+        self._configure()
         window = ABANDON_WINDOWS[self.campaign.dialing.abandon_window]
         rows = await self.store.recent_attempts(self.campaign_id, _dt(now - window), limit=self.stats.window)
-        for row in rows:
-            self.learn(
+        self.core.restore(
+            (
                 row["outcome"],
                 _epoch(row["dialed_at"]),
                 _epoch(row["answered_at"]),
                 _epoch(row["bridged_at"]),
                 _epoch(row["ended_at"]),
             )
+            for row in rows
+        )
 
     def borrow_history(self, others: Iterable[CampaignRunner]) -> str | None:
         """A campaign with little history of its own starts its pacing from a sibling's:
@@ -219,7 +240,10 @@ class CampaignRunner:
         self._log.info("pacing.history_borrowed", sibling=sibling.campaign.name)
         return sibling.campaign.name
 
+    # -- a tick: read -> decide -> write ------------------------------------------------
+
     async def tick(self, now: float) -> None:
+        self._configure()
         await self._settle(now)
         if self.paused or not self.board_synced or not self.ami.connected.is_set():
             return
@@ -242,48 +266,51 @@ class CampaignRunner:
         return self.trunks.gate(trunk_key(self.campaign.trunk))
 
     async def _place(self, lines_left: int, now: float) -> int:
-        """Lease and dial up to `lines_left` calls as the pacing says; returns how many were sent."""
+        """Lease and dial up to `lines_left` calls as the core says; returns how many were sent."""
+        core = self.core
+        view = self.view()
         # Reserved tiers (key accounts) first, one call per agent free for them; then
-        # the other tiers as the pacing says (dialer.daemon.tier_dialing).
-        room = await self.tiers.plan(self.campaign, self.campaign_id, self.attempts, lines_left, now)
+        # the other tiers as the pacing says (dialer.core.campaign).
+        room = core.reserved_room(view, lines_left)
+        due = core.asks_due(room) and await self.tiers.due(self.campaign, self.campaign_id, now)
+        room = core.hold(room, due=due, lines_left=lines_left)
         reserved = await self.store.lease_due_leads(
             self.campaign_id, room.to_lease, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
         )
-        self.tiers.leased_reserved(len(reserved), room)
-        if self.campaign.ivr:
-            # The IVR answers, not an agent: such a campaign is paced by its lines alone.
-            wanted = lines_left - len(reserved)
-        else:
-            wanted = min(calls_to_place(self.snapshot(now), self.policy()), lines_left - len(reserved))
+        wanted = core.decide(view, now, lines_left=lines_left, reserved_leased=len(reserved), room=room)
         others = await self.store.lease_due_leads(
             self.campaign_id, wanted, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=False)
         )
         if room.to_lease <= 0 and wanted <= 0:
-            self.tiers.leased_reserved(0, room)
             return 0
         screened = await screen_leases(
             self.campaign, self.store, reserved + others, now, self.board, region=self.number_region
         )
-        leases = await self.tiers.prepare(self.campaign, screened.leases, room=room, now=now)
-        self.callback_agents.update(screened.direct)
-        for lease in leases:
-            attempt = Attempt(
-                id=lease.attempt_id,
-                lead_id=lease.lead_id,
-                phone=lease.phone,
-                queue=self.tiers.calls[lease.attempt_id].routing.queue,
-                dialed_at=now,
-                ring_timeout=self.campaign.dialing.ring_timeout,
-            )
-            self.attempts[attempt.id] = attempt
+        leases = await self.tiers.prepare(self.campaign, screened.leases, view, room=room, now=now)
+        placed = core.place(
+            (
+                CallToPlace(
+                    lease.attempt_id,
+                    lease.lead_id,
+                    lease.phone,
+                    customer=self.tiers.customer(lease.attempt_id),
+                    callback_agent=screened.direct.get(lease.attempt_id),
+                )
+                for lease in leases
+            ),
+            now,
+            dialplan_of(self.campaign, self.dialplan_variables),
+        )
+        for call in placed:
             self.placed += 1
-            task = asyncio.create_task(self._originate(attempt))
+            task = asyncio.create_task(self._originate(call))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
-        return len(leases)
+        return len(placed)
 
-    async def _originate(self, attempt: Attempt) -> None:
+    async def _originate(self, call: PlacedCall) -> None:
         campaign = self.campaign
+        attempt = call.attempt
         gate = self.trunk()
         try:
             await self.ami.originate(
@@ -293,17 +320,7 @@ class CampaignRunner:
                 exten=DIALPLAN_EXTEN,
                 timeout_ms=campaign.dialing.ring_timeout * 1000,
                 caller_id=campaign.caller_id,
-                variables={
-                    "DIALER_ATTEMPT": attempt.id,
-                    "DIALER_CAMPAIGN": campaign.name,
-                    "DIALER_QUEUE": campaign.queue,
-                    "DIALER_AGENT_WAIT": str(campaign.dialing.agent_wait),
-                    "DIALER_ABANDON_MSG": campaign.abandon_message,
-                    **self.tiers.variables(attempt.id),
-                    **self.dialplan_variables,
-                    # A callback promised to an agent who is free now rings that agent first.
-                    **({"DIALER_AGENT": agent} if (agent := self.callback_agents.pop(attempt.id, None)) else {}),
-                },
+                variables=call.variables,
             )
             self._log.info("call.dialing", attempt=attempt.id, number=attempt.phone)
         except AmiActionFailed as exc:
@@ -354,10 +371,10 @@ class CampaignRunner:
         return uniqueid in self.attempts
 
     async def on_record(self, record: r.CallRecord) -> None:
-        attempt = self.attempts.get(record_key(record))
-        if attempt is None:
+        observed = self.core.observe(record)
+        if observed is None:
             return
-        changes = attempt.apply(record)
+        attempt, changes = observed
         self._trunk_verdict(attempt, record)
         if isinstance(record, r.AgentRinging):
             agent_id = self._agent_ids.get(record.interface.lower(), record.interface)
@@ -381,11 +398,11 @@ class CampaignRunner:
             self.trunk().refused(record.at, f"Originate failed before a channel existed (reason {record.reason})")
 
     async def _settle(self, now: float) -> None:
-        for attempt in [a for a in self.attempts.values() if a.settled(now)]:
-            await self._finish(attempt, now)
+        for finished in self.core.settle(now):
+            await self._write_finished(finished, now)
 
-    async def _finish(self, attempt: Attempt, now: float) -> None:
-        outcome = attempt.finish(now)
+    async def _write_finished(self, finished: Finished, now: float) -> None:
+        attempt, outcome = finished.attempt, finished.outcome
         columns = attempt.final_columns()
         if attempt.agent_interface:
             columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
@@ -397,13 +414,10 @@ class CampaignRunner:
             rules=retry_rules(self.campaign.retries),
             **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
         )
-        del self.attempts[attempt.id]
-        # A call cut short is due again: no revisit to book. Like an interrupted one it
-        # teaches the pacing and the abandon window nothing (its talk time is not the
-        # customer's); restore_memory leaves it out too (Store.recent_attempts).
-        await self.tiers.after_attempt(self.campaign, attempt, "interrupted" if attempt.cut_short else outcome, now)
-        if not attempt.cut_short:
-            self.learn(outcome, attempt.dialed_at, attempt.answered_at, attempt.bridged_at, attempt.ended_at or now)
+        # A call cut short is due again: no revisit to book.
+        await self.tiers.after_attempt(
+            self.campaign, attempt, "interrupted" if attempt.cut_short else outcome, now, finished.plan
+        )
         self._log.info(
             "call.finished",
             attempt=attempt.id,
@@ -418,8 +432,7 @@ class CampaignRunner:
 
     def pbx_shutdown(self, record: r.PbxShutdown) -> None:
         """Asterisk announced its shutdown: every call up ends by its fault (dialer.core.attempt)."""
-        for attempt in self.attempts.values():
-            attempt.apply(record)
+        self.core.pbx_shutdown(record)
         if self.attempts:
             self._log.warning("call.pbx_shutdown", calls=len(self.attempts), restart=record.restart)
 
@@ -436,11 +449,12 @@ class CampaignRunner:
         for attempt in list(self.attempts.values()):
             over = attempt.hangup_at is not None or (attempt.channel is None and attempt.originate_success is False)
             if over:
-                await self._finish(attempt, now)  # only its settle time was still running
+                # only its settle time was still running
+                await self._write_finished(self.core.finish(attempt, now), now)
                 continue
             left += 1
             self._log.warning("call.left_up", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
-        self.attempts.clear()
+        self.core.leave_all()
         return left
 
     @property

@@ -1,9 +1,9 @@
-"""One campaign's tier work at dial time: which leads to lease per tier, the CRM
-lookup, the contact policy, the routing of each call and its screen pop.
+"""One campaign's tier I/O at dial time: the leases per tier, the CRM lookup, the
+contact policy's history, lending agents over AMI and the screen pop.
 
 The campaign runner calls in here at a few points (see `CampaignRunner.tick`);
-the decisions are the pure core's (`dialer.core.routing`,
-`dialer.core.tier_pacing`, `dialer.core.contact_policy`).
+the decisions, claims on agents and routing included, are the campaign core's
+(`dialer.core.campaign`, `dialer.core.lending`, `dialer.core.contact_policy`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,17 +24,12 @@ from dialer.config.models import Campaign
 from dialer.config.tiers import DEFAULT_TIERS, TierConfig, contact_rules, ladder
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
-from dialer.core.attempt import Attempt, State
+from dialer.core.attempt import Attempt
+from dialer.core.campaign import CallPlan, CampaignCore, CampaignView, TierRules
 from dialer.core.contact_policy import ContactRule, next_allowed, revisit_at
 from dialer.core.lending import TeamMember, agents_needed, lend_moves
-from dialer.core.pacing import PacingSnapshot
-from dialer.core.routing import QueueAgents, Routing, route
-from dialer.core.tier_pacing import (
-    Claims,
-    ReservedRoom,
-    general_free_for_pacing,
-    reserved_room,
-)
+from dialer.core.routing import Routing
+from dialer.core.tier_pacing import Claims, ReservedRoom
 from dialer.core.tiers import TierLadder
 from dialer.crm_client import CrmClient
 from dialer.store import tier_store
@@ -52,9 +47,6 @@ _TEAM_NEEDS: weakref.WeakKeyDictionary[AgentBoard, dict[str, dict[int, tuple[int
 )
 _NEED_FRESH = 5.0
 """Seconds a campaign's need counts: a paused or removed campaign's lapses."""
-
-_LIVE = (State.dialing, State.ringing, State.up)
-
 
 @dataclass(frozen=True)
 class DialInfo:
@@ -91,17 +83,17 @@ class TierDialing:
         self,
         store: Store,
         board: AgentBoard,
+        core: CampaignCore,
         tiers: list[TierConfig] | None = None,
     ) -> None:
         self.store = store
         self.board = board
+        self.core = core
         self.set_ladder(tiers or list(DEFAULT_TIERS))
         self._crm: CrmClient | None = None
         self._crm_config: Any = None
-        self._claims: dict[str, str] = {}  # attempt id -> "dedicated" | "general"
-        self._expected_general = 0  # reserved leases taken this tick, not yet prepared
-        self._held = 0  # general agents kept from the pacing for reserved leads waiting
-        self.calls: dict[str, DialInfo] = {}
+        self.customers: dict[str, tier_store.CustomerInfo] = {}
+        """attempt id -> the customer of a call placed (screen pop, DIALER_CUSTOMER)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._moving: dict[tuple[str, str], tuple[bool, float]] = {}  # (queue, agent) -> (lend?, sent at)
         self._lent: set[tuple[str, str]] = set()  # (general queue, agent) this daemon added
@@ -110,16 +102,28 @@ class TierDialing:
         self.ladder: TierLadder = ladder(tiers)
         self.contact: dict[str, ContactRule] = contact_rules(tiers)
 
-    # -- pacing per tier -------------------------------------------------------
+    # -- tiers ----------------------------------------------------------------
 
-    def claims(self, attempts: Mapping[str, Attempt]) -> Claims:
-        """Claims on agents held by reserved-tier calls not yet bridged (others are dropped)."""
-        for attempt_id in [a for a in self._claims if a not in attempts or attempts[a].state not in _LIVE]:
-            del self._claims[attempt_id]
-        for attempt_id in [a for a in self.calls if a not in attempts]:
-            del self.calls[attempt_id]  # an Originate Asterisk refused: the runner dropped it
-        pools = list(self._claims.values())
-        return Claims(dedicated=pools.count("dedicated"), general=pools.count("general"))
+    def rules(self, campaign: Campaign) -> TierRules:
+        """The campaign's tier settings against the ladder, for the core."""
+        routing = campaign.tiers.routing
+        return TierRules(
+            lowest=self.ladder.lowest.name,
+            reserved=self.reserved(campaign),
+            routes=campaign.tiers.routes(),
+            wait_for_dedicated=frozenset(t for t, rule in routing.items() if rule.wait_for_dedicated),
+        )
+
+    def claims(self, attempts: Mapping[str, Attempt] | None = None) -> Claims:
+        """Claims on agents held by reserved-tier calls not yet bridged."""
+        return self.core.claims()
+
+    @property
+    def calls(self) -> dict[str, DialInfo]:
+        """Tier, routing and customer of each call placed and not finished."""
+        return {
+            a: DialInfo(p.tier, p.routing, self.customers.get(a), p.reserved) for a, p in self.core.plans.items()
+        }
 
     def reserved(self, campaign: Campaign) -> frozenset[str]:
         return campaign.tiers.reserved_tiers(self.ladder)
@@ -131,68 +135,12 @@ class TierDialing:
             return LeaseTiers(ranks, only=tiers, order_by=campaign.tiers.order_by)
         return LeaseTiers(ranks, exclude=tiers, order_by=campaign.tiers.order_by)
 
-    def _dedicated_queues(self, campaign: Campaign) -> set[str]:
-        return {rule.queue for t, rule in campaign.tiers.routing.items() if rule.queue and t in self.reserved(campaign)}
-
-    async def plan(
-        self, campaign: Campaign, campaign_id: int, attempts: Mapping[str, Attempt], lines_left: int, now: float
-    ) -> ReservedRoom:
-        """Agents free for new reserved-tier calls now.
-
-        When there are none while reserved leads are due, one general agent is
-        kept out of the other tiers' pacing: otherwise a predictive campaign,
-        always counting on every free agent, would starve its key accounts.
-        """
-        room = self.room(campaign, attempts, lines_left)
-        self._held = 0
-        if room.total == 0 and not room.borrows_general:
-            return room
-        # A read first: most ticks of most campaigns have no reserved lead due, and
-        # the lease itself is a write transaction.
-        due = await tier_store.due_leads(
-            self.store, campaign_id, datetime.fromtimestamp(now, UTC), self.lease_tiers(campaign, reserved=True)
-        )
-        if not due:
-            # The room stays for a lease whose CRM tier turns out to be reserved.
-            return replace(room, due=False)
-        if room.total == 0 and lines_left > 0:
-            self._held = 1
-        return room
-
-    def room(self, campaign: Campaign, attempts: Mapping[str, Attempt], lines_left: int) -> ReservedRoom:
-        """Agents free for new reserved-tier calls now."""
-        team = {a.id for q in self._dedicated_queues(campaign) for a in self.board.in_queue(q)}
-        # A dedicated agent lent to the general queue is never counted on: a general
-        # customer could take them between the Originate and the answer.
-        dedicated = {
-            a.id
-            for q in self._dedicated_queues(campaign)
-            for a in self.board.in_queue(q)
-            if a.free and campaign.queue not in a.queues and not self._lent_elsewhere(campaign, a.queues)
-        }
-        general = {a.id for a in self.board.in_queue(campaign.queue) if a.free} - team
-        reserved = self.reserved(campaign)
-        waits = any(
-            rule.wait_for_dedicated and rule.queue and self.board.in_queue(rule.queue)
-            for tier, rule in campaign.tiers.routing.items()
-            if tier in reserved
-        )
-        claims = self.claims(attempts)
-        return reserved_room(
-            dedicated_free=len(dedicated),
-            general_free=len(general),
-            claims=claims,
-            lines_left=lines_left,
-            paced_in_flight=sum(1 for a in attempts.values() if a.state in _LIVE and a.id not in self._claims),
-            borrow_general=not waits,
-        )
-
-    def _lent_elsewhere(self, campaign: Campaign, queues: set[str]) -> bool:
-        reserved = self.reserved(campaign)
-        return any(
-            (rule.fallback_queue or campaign.queue) in queues
-            for tier, rule in campaign.tiers.routing.items()
-            if tier in reserved and rule.queue
+    async def due(self, campaign: Campaign, campaign_id: int, now: float) -> bool:
+        """Whether a lead of a reserved tier is due now."""
+        return bool(
+            await tier_store.due_leads(
+                self.store, campaign_id, datetime.fromtimestamp(now, UTC), self.lease_tiers(campaign, reserved=True)
+            )
         )
 
     async def lend(
@@ -203,7 +151,7 @@ class TierDialing:
         rules = [(t, r) for t, r in campaign.tiers.routing.items() if t in reserved and r.queue]
         if not rules:
             return
-        in_flight = self.claims(attempts).dedicated
+        in_flight = self.core.claims().dedicated
         for tier, rule in rules:
             assert rule.queue is not None
             general = rule.fallback_queue or campaign.queue
@@ -262,28 +210,6 @@ class TierDialing:
             self._lent.discard((queue, agent_id))
         log.info("agent.lent" if lend else "agent.recalled", queue=queue, agent=agent_id)
 
-    def leased_reserved(self, count: int, room: ReservedRoom) -> None:
-        """Reserved leases were just taken: the general agents they will claim are not the pacing's."""
-        self._expected_general = max(0, count - room.dedicated_free)
-
-    def adjust_snapshot(self, snapshot: PacingSnapshot, attempts: Mapping[str, Attempt], now: float) -> PacingSnapshot:
-        """What the predictive pacing of the other tiers sees: reserved calls and their agents left out."""
-        claims = self.claims(attempts)
-        claims = Claims(claims.dedicated, claims.general + self._expected_general + self._held)
-        if not self._claims and not self._expected_general and not self._held:
-            return snapshot
-        claimed = [attempts[a] for a in self._claims]
-        return replace(
-            snapshot,
-            agents_free=general_free_for_pacing(snapshot.agents_free, claims),
-            ringing=tuple(
-                max(0.0, now - a.dialed_at)
-                for a in attempts.values()
-                if a.state in (State.dialing, State.ringing) and a.id not in self._claims
-            ),
-            waiting_for_agent=max(0, snapshot.waiting_for_agent - sum(1 for a in claimed if a.state is State.up)),
-        )
-
     # -- before the Originate --------------------------------------------------
 
     def _crm_client(self, campaign: Campaign) -> CrmClient | None:
@@ -298,7 +224,7 @@ class TierDialing:
         return self._crm
 
     async def prepare(
-        self, campaign: Campaign, leases: list[Lease], *, room: ReservedRoom, now: float
+        self, campaign: Campaign, leases: list[Lease], view: CampaignView, *, room: ReservedRoom, now: float
     ) -> list[Lease]:
         """Tier, contact policy and routing of each lease; the leases that may be dialed now.
 
@@ -306,7 +232,6 @@ class TierDialing:
         one whose CRM tier turned out to be reserved while no agent is free for
         it is given back due at once, for the reserved pass of a later tick.
         """
-        self._expected_general = 0
         if not leases:
             return []
         moment = datetime.fromtimestamp(now, UTC)
@@ -317,10 +242,7 @@ class TierDialing:
             {i.customer_id for i in infos.values()},
             exclude_attempts=[lease.attempt_id for lease in leases],
         )
-        reserved_tiers = self.reserved(campaign)
-        dedicated_left, general_left = room.dedicated_free, room.general_free
-        routes = campaign.tiers.routes()
-        kept = []
+        allowed = []
         for lease in leases:
             info = infos.get(lease.lead_id)
             tier = tiers[lease.attempt_id]
@@ -332,44 +254,25 @@ class TierDialing:
                     log.info("lead.contact_policy", campaign=campaign.name, number=lease.phone, tier=tier,
                              until=until.isoformat())
                     continue
-            reserved = tier in reserved_tiers
-            agents = self._queue_agents(campaign, dedicated_left if reserved else None)
-            routing = route(
-                tier, routes, general_queue=campaign.queue, agent_wait=campaign.dialing.agent_wait, agents=agents
-            )
-            if reserved:
-                if routing.dedicated and dedicated_left > 0:
-                    dedicated_left -= 1
-                    self._claims[lease.attempt_id] = "dedicated"
-                elif general_left > 0:
-                    general_left -= 1
-                    self._claims[lease.attempt_id] = "general"
-                    if routing.dedicated:
-                        # No dedicated agent left for it this tick: straight to the general queue.
-                        routing = route(tier, routes, general_queue=campaign.queue,
-                                        agent_wait=campaign.dialing.agent_wait, agents={})
-                else:
-                    await release_unsent(self.store, lease.attempt_id, next_attempt_at=None)
-                    log.info("lead.waits_for_agent", campaign=campaign.name, number=lease.phone, tier=tier)
-                    continue
-            self.calls[lease.attempt_id] = DialInfo(tier, routing, info, reserved)
+            allowed.append(lease)
+        routes = self.core.route([(lease.attempt_id, tiers[lease.attempt_id]) for lease in allowed], view, room)
+        kept = []
+        tags: dict[str, tuple[str, Routing]] = {}
+        for lease in allowed:
+            routing = routes[lease.attempt_id]
+            if routing is None:
+                await release_unsent(self.store, lease.attempt_id, next_attempt_at=None)
+                log.info("lead.waits_for_agent", campaign=campaign.name, number=lease.phone,
+                         tier=tiers[lease.attempt_id])
+                continue
+            info = infos.get(lease.lead_id)
+            if info is not None:
+                self.customers[lease.attempt_id] = info
+            tags[lease.attempt_id] = (tiers[lease.attempt_id], routing)
             kept.append(lease)
         # One write for the tick: the pacing is waiting.
-        await tier_store.tag_attempts(
-            self.store, {a: (self.calls[a].tier, self.calls[a].routing) for a in (lease.attempt_id for lease in kept)}
-        )
+        await tier_store.tag_attempts(self.store, tags)
         return kept
-
-    def _queue_agents(self, campaign: Campaign, dedicated_left: int | None) -> dict[str, QueueAgents]:
-        agents = {}
-        for rule in campaign.tiers.routing.values():
-            if rule.queue:
-                members = self.board.in_queue(rule.queue)
-                free = sum(1 for a in members if a.free)
-                if dedicated_left is not None:
-                    free = min(free, dedicated_left)
-                agents[rule.queue] = QueueAgents(len(members), free)
-        return agents
 
     async def _tiers(
         self, campaign: Campaign, leases: list[Lease], infos: Mapping[int, tier_store.CustomerInfo], moment: datetime
@@ -390,30 +293,27 @@ class TierDialing:
         found = dict(await asyncio.gather(*(ask(lease) for lease in leases)))
         return {a: found.get(a) or stored[a] or self.ladder.lowest.name for a in stored}
 
-    def variables(self, attempt_id: str) -> dict[str, str]:
-        """Originate variables of the routing (`asterisk-conf/README.md`)."""
-        info = self.calls.get(attempt_id)
+    def customer(self, attempt_id: str) -> str:
+        """DIALER_CUSTOMER of a call: the customer's CRM id, else the dialer's."""
+        info = self.customers.get(attempt_id)
         if info is None:
-            return {}
-        customer = ""
-        if info.customer is not None:
-            # Lead and CRM data: made safe for a channel variable, never refused.
-            customer = variable_text(info.customer.external_id or str(info.customer.customer_id))
-        return {**info.routing.variables(), "DIALER_CUSTOMER": customer}
+            return ""
+        # Lead and CRM data: made safe for a channel variable, never refused.
+        return variable_text(info.external_id or str(info.customer_id))
 
     # -- while the call runs, and after ----------------------------------------------
 
     def on_agent_ringing(self, ami: Pbx, campaign: Campaign, record: r.AgentRinging, agent_id: str) -> None:
         """Tell CTI integrations whose call is ringing an agent (UserEvent DialerScreenPop)."""
-        info = self.calls.get(record.uniqueid)
-        customer = info.customer if info else None
+        plan = self.core.plans.get(record.uniqueid)
+        customer = self.customers.get(record.uniqueid)
         fields = screen_pop_event(
             attempt=record.uniqueid,
             campaign=campaign.name,
             agent_id=agent_id,
             interface=record.interface,
             queue=record.queue,
-            tier=info.tier if info else "",
+            tier=plan.tier if plan else "",
             customer=(customer.external_id or str(customer.customer_id)) if customer else "",
             name=(customer.name or "") if customer else "",
             value=customer.value if customer else None,
@@ -429,15 +329,20 @@ class TierDialing:
             # A screen pop that did not go out must not disturb the call.
             log.warning("screen_pop.not_sent", attempt=fields["Attempt"], error=str(exc))
 
-    async def after_attempt(self, campaign: Campaign, attempt: Attempt, outcome: str, now: float) -> None:
-        """Forget the call; a revisit programme books the customer's next call."""
-        info = self.calls.pop(attempt.id, None)
-        self._claims.pop(attempt.id, None)
-        if info is None or outcome != "answered" or attempt.answered_at is None:
+    async def after_attempt(
+        self, campaign: Campaign, attempt: Attempt, outcome: str, now: float, plan: CallPlan | None = None
+    ) -> None:
+        """Forget the call; a revisit programme books the customer's next call.
+
+        `plan` is the call's routing plan when the core has already let go of it.
+        """
+        plan = self.core.forget(attempt.id) or plan
+        self.customers.pop(attempt.id, None)
+        if plan is None or outcome != "answered" or attempt.answered_at is None:
             return
-        at = revisit_at(campaign.tiers.revisit_days.get(info.tier), datetime.fromtimestamp(attempt.answered_at, UTC))
+        at = revisit_at(campaign.tiers.revisit_days.get(plan.tier), datetime.fromtimestamp(attempt.answered_at, UTC))
         if at is not None and await tier_store.schedule_revisit(self.store, attempt.id, at):
-            log.info("lead.revisit_scheduled", campaign=campaign.name, attempt=attempt.id, tier=info.tier,
+            log.info("lead.revisit_scheduled", campaign=campaign.name, attempt=attempt.id, tier=plan.tier,
                      at=at.isoformat())
 
     async def close(self) -> None:

@@ -1,9 +1,12 @@
-"""A discrete-event simulation of one campaign, driving the daemon's own pacing code.
+"""A discrete-event simulation of one campaign, driving the daemon's own campaign core.
 
 Events sit in a heap keyed by virtual time; nothing ticks except the pacing decision,
-which runs every `scenario.tick` seconds as the daemon's main loop does. Agents take
-the customer who has waited longest; a customer not bridged within `grace` seconds
-hears the abandon message. The run is fully determined by the scenario and its seed.
+which runs every `scenario.tick` seconds as the daemon's main loop does. Every decision
+and all learning are `dialer.core.campaign.CampaignCore`'s, fed the call records the
+daemon would get from Asterisk (`SimulatedCampaign`, the runner's read -> decide ->
+write without the I/O). Agents take the customer who has waited longest; a customer not
+bridged within `grace` seconds hears the abandon message. The run is fully determined
+by the scenario and its seed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,23 @@ import heapq
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dialer.core.abandon import AbandonWindow
-from dialer.core.estimators import CampaignStats
-from dialer.core.outcomes import Outcome as AttemptOutcome, abandon_rate
-from dialer.core.pacing import BusyAgent, PacingMode, PacingSnapshot, calls_to_place
+from dialer.core import records as r
+from dialer.core.campaign import (
+    AgentView,
+    CallToPlace,
+    CampaignCore,
+    CampaignView,
+    CoreSettings,
+    Finished,
+    PlacedCall,
+    TierRules,
+)
+from dialer.core.originate import CampaignDialplan
+from dialer.core.outcomes import abandon_rate
+from dialer.core.pacing import PacingMode
 from dialer.simulation.results import SimulationResult
 from dialer.simulation.scenario import Scenario
 
@@ -29,13 +43,74 @@ JUDGED_AFTER = 100
 """The running abandon rate is judged once this many live answers are in: before that one
 abandon is already several per cent, after it a burst at the start still shows."""
 
+QUEUE = "simulated"
+# Q.850 causes of the simulated hangups, as Asterisk reports them.
+_NORMAL, _BUSY, _NO_ANSWER = 16, 17, 19
+
+
+def scenario_settings(scenario: Scenario, mode: PacingMode | None = None) -> CoreSettings:
+    """The campaign core's settings for a scenario: one queue, one tier, no reserved lead."""
+    return CoreSettings(
+        policy=scenario.pacing.policy(mode=mode, grace=scenario.grace),
+        general_queue=QUEUE,
+        agent_wait=max(1, round(scenario.grace)),
+        ring_timeout=scenario.customers.ring_timeout,
+        tiers=TierRules(),
+        abandon_window=scenario.abandon_window,
+        min_samples=scenario.estimator.min_samples,
+        stats_window=scenario.estimator.window,
+        stats_refresh=scenario.estimator.refresh_every,
+    )
+
+
+class SimulatedCampaign:
+    """What `dialer.daemon.campaign_runner.CampaignRunner` does each tick and on each
+    record, with leads that are always due and no I/O: the same core calls in the same
+    order, so the simulation's decisions are the daemon's."""
+
+    def __init__(self, settings: CoreSettings, dialplan: CampaignDialplan, *, wrapup_measured: bool = True) -> None:
+        self.core = CampaignCore(settings, wrapup_measured=wrapup_measured)
+        self.dialplan = dialplan
+        self.next_id = 0
+
+    def tick(self, now: float, agents: Sequence[AgentView]) -> list[PlacedCall]:
+        core = self.core
+        core.settle(now)
+        lines_left = core.settings.policy.max_lines - core.live_counts().lines
+        view = CampaignView({core.settings.general_queue: agents})
+        room = core.reserved_room(view, lines_left)
+        # Every simulated lead is of the lowest tier: no reserved one is ever due.
+        room = core.hold(room, due=False, lines_left=lines_left)
+        wanted = core.decide(view, now, lines_left=lines_left, room=room)
+        if room.to_lease <= 0 and wanted <= 0:
+            return []
+        first = self.next_id
+        self.next_id += wanted
+        ids = [str(n) for n in range(first, first + wanted)]
+        lowest = core.settings.tiers.lowest
+        core.route([(attempt_id, lowest) for attempt_id in ids], view, room)
+        return core.place((CallToPlace(attempt_id, int(attempt_id), "") for attempt_id in ids), now, self.dialplan)
+
+    def record(self, record: r.CallRecord) -> list[Finished]:
+        """Feed one call record; the attempts it finished (a hangup settles at once)."""
+        self.core.observe(record)
+        if isinstance(record, r.ChannelHangup):
+            return self.core.settle(record.at)
+        return []
+
+    def wrapup_ended(self, seconds: float) -> None:
+        self.core.wrapup_ended(seconds)
+
 
 @dataclass(slots=True)
 class _Agent:
     index: int
+    view: AgentView
+    interface: str
     bridged_at: float = 0.0
     wrapup_at: float | None = None
     free_since: float = 0.0
+    call: str = ""
 
 
 def simulate(scenario: Scenario, mode: PacingMode | None = None) -> SimulationResult:
@@ -46,7 +121,11 @@ def simulate(scenario: Scenario, mode: PacingMode | None = None) -> SimulationRe
 class _Run:
     def __init__(self, scenario: Scenario, mode: PacingMode | None) -> None:
         self.scenario = scenario
-        self.policy = scenario.pacing.policy(mode=mode, grace=scenario.grace)
+        settings = scenario_settings(scenario, mode)
+        self.policy = settings.policy
+        self.campaign = SimulatedCampaign(
+            settings, CampaignDialplan(campaign=scenario.name, queue=QUEUE, agent_wait=settings.agent_wait)
+        )
         rng = random.Random(scenario.seed)
         self.rng = rng
         customers = scenario.customers
@@ -54,21 +133,14 @@ class _Run:
         self.draw_busy = customers.busy_after.sampler(rng)
         self.draw_talk = scenario.talk.sampler(rng)
         self.draw_wrapup = scenario.wrapup.sampler(rng)
-        self.stats = CampaignStats(
-            window=scenario.estimator.window, refresh_every=scenario.estimator.refresh_every
-        )
-        self.window = AbandonWindow(window=scenario.abandon_window)
-        self.heap: list[tuple[float, int, int, int]] = []
+        self.heap: list[tuple[float, int, int, object]] = []
         self.seq = 0
-        self.agents = [_Agent(i) for i in range(scenario.agents)]
+        self.agents = [_Agent(i, AgentView(f"a{i}", free=True), f"Local/a{i}") for i in range(scenario.agents)]
         self.free: deque[int] = deque(range(scenario.agents))  # longest idle first
         self.busy: dict[int, _Agent] = {}
-        self.ringing: dict[int, float] = {}  # call id -> placed at
-        self.waiting: dict[int, float] = {}  # call id -> answered at, oldest first
-        self.talk_of: dict[int, float] = {}  # agent index -> this call's talk time
-        self.will_answer: set[int] = set()  # ringing calls a live person will pick up
+        self.waiting: dict[str, float] = {}  # call -> answered at, oldest first
+        self.will_answer: set[str] = set()  # ringing calls a live person will pick up
         self.lines = 0
-        self.next_call = 0
         # measurements
         self.busy_seconds = 0.0
         self.attempts = 0
@@ -83,7 +155,7 @@ class _Run:
         self.first_hour_busy: float | None = None
         self.worst_running_rate = 0.0
 
-    def _push(self, at: float, kind: int, ref: int) -> None:
+    def _push(self, at: float, kind: int, ref: object) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (at, kind, self.seq, ref))
 
@@ -97,8 +169,8 @@ class _Run:
     def run(self) -> SimulationResult:
         started = time.perf_counter()
         end = self.scenario.duration
-        self._push(0.0, _TICK, 0)
-        self._push(min(FIRST_HOUR, end), _FIRST_HOUR, 0)
+        self._push(0.0, _TICK, None)
+        self._push(min(FIRST_HOUR, end), _FIRST_HOUR, None)
         handlers = {
             _RESOLVE: self._resolve,
             _TALK_END: self._talk_end,
@@ -112,57 +184,30 @@ class _Run:
         while heap and heap[0][0] <= end:
             now, kind, _, ref = heapq.heappop(heap)
             self.events += 1
-            handlers[kind](now, ref)
+            handlers[kind](now, ref)  # type: ignore[operator]
         self._set_lines(end, 0)
         # Calls still in progress at the end count up to the end only.
         for agent in self.busy.values():
             self.busy_seconds += end - agent.bridged_at
         return self._result(end, time.perf_counter() - started)
 
-    def _first_hour(self, now: float, _: int) -> None:
+    def _first_hour(self, now: float, _: object) -> None:
         self.first_hour_busy = self.busy_seconds + sum(now - a.bridged_at for a in self.busy.values())
 
-    def _record_live(self, now: float, *, abandoned: bool) -> None:
-        self.window.record(now, abandoned=abandoned)
+    def _record_live(self, *, abandoned: bool) -> None:
         live = self.connects + self.abandoned
         if live >= JUDGED_AFTER:
             self.worst_running_rate = max(self.worst_running_rate, abandon_rate(self.abandoned, live))
 
-    # --- pacing -------------------------------------------------------------------------
+    # --- pacing: the campaign core --------------------------------------------------------
 
-    def _tick(self, now: float, _: int) -> None:
-        self._push(now + self.scenario.tick, _TICK, 0)
-        busy = tuple(
-            BusyAgent(
-                elapsed=now - a.bridged_at,
-                in_wrapup=a.wrapup_at is not None,
-                wrapup_elapsed=None if a.wrapup_at is None else now - a.wrapup_at,
-            )
-            for a in self.busy.values()
-        )
-        ringing = tuple(now - placed for placed in self.ringing.values())
-        # Talks and rings still going on are censored observations for the estimates.
-        talking = (a.elapsed for a in busy if not a.in_wrapup)
-        snapshot = PacingSnapshot(
-            agents_logged_in=len(self.agents),
-            agents_free=len(self.free),
-            busy_agents=busy,
-            ringing=ringing,
-            waiting_for_agent=len(self.waiting),
-            lines_in_use=self.lines,
-            estimates=self.stats.estimates(
-                min_samples=self.scenario.estimator.min_samples, talking=talking, ringing=ringing
-            ),
-            abandon=self.window.state(now, limit=self.policy.abandon_limit),
-        )
-        for _ in range(calls_to_place(snapshot, self.policy)):
-            self._place(now)
+    def _tick(self, now: float, _: object) -> None:
+        self._push(now + self.scenario.tick, _TICK, None)
+        for call in self.campaign.tick(now, tuple(a.view for a in self.agents)):
+            self._place(now, call.attempt.id)
 
-    def _place(self, now: float) -> None:
-        call = self.next_call
-        self.next_call += 1
+    def _place(self, now: float, call: str) -> None:
         self.attempts += 1
-        self.ringing[call] = now
         self._set_lines(now, +1)
         customers = self.scenario.customers
         u = self.rng.random()
@@ -181,66 +226,68 @@ class _Run:
 
     # --- customers ----------------------------------------------------------------------
 
-    def _resolve(self, now: float, call: int) -> None:
-        placed = self.ringing.pop(call)
-        customers = self.scenario.customers
-        ring = now - placed
+    def _resolve(self, now: float, call: str) -> None:
         if call in self.will_answer:
             self.will_answer.discard(call)
-            self.stats.observe_attempt(AttemptOutcome.answered, ring)
+            self.campaign.record(r.QueueJoined(call, now, QUEUE))
             if self.free:
                 self._bridge(now, self.free.popleft(), call)
             else:
                 self.waiting[call] = now
                 self._push(now + self.scenario.grace, _GRACE_END, call)
         else:
-            outcome = AttemptOutcome.no_answer if ring >= customers.ring_timeout else AttemptOutcome.busy
-            self.stats.observe_attempt(outcome, ring)
+            rang_out = now - self.campaign.core.attempts[call].dialed_at >= self.scenario.customers.ring_timeout
+            self.campaign.record(r.ChannelHangup(call, now, _NO_ANSWER if rang_out else _BUSY, None))
             self._set_lines(now, -1)
 
-    def _grace_end(self, now: float, call: int) -> None:
+    def _grace_end(self, now: float, call: str) -> None:
         if self.waiting.pop(call, None) is None:
             return  # bridged in time
         self.abandoned += 1
-        self._record_live(now, abandoned=True)
+        self._record_live(abandoned=True)
+        self.campaign.record(r.DialerAbandoned(call, now))
         if self.scenario.abandon_message > 0:
             self._push(now + self.scenario.abandon_message, _LINE_FREE, call)
         else:
-            self._set_lines(now, -1)
+            self._line_free(now, call)
 
-    def _line_free(self, now: float, _: int) -> None:
+    def _line_free(self, now: float, call: str) -> None:
+        self.campaign.record(r.ChannelHangup(call, now, _NORMAL, None))
         self._set_lines(now, -1)
 
     # --- agents -------------------------------------------------------------------------
 
-    def _bridge(self, now: float, index: int, call: int) -> None:
+    def _bridge(self, now: float, index: int, call: str) -> None:
         agent = self.agents[index]
         self.waits_total += now - agent.free_since
         self.waits_count += 1
         self.connects += 1
-        self._record_live(now, abandoned=False)
+        self._record_live(abandoned=False)
+        self.campaign.record(r.AgentConnected(call, now, QUEUE, agent.interface))
         agent.bridged_at = now
         agent.wrapup_at = None
+        agent.call = call
+        agent.view = AgentView(agent.view.id, free=False, busy_since=now)
         self.busy[index] = agent
-        talk = self.draw_talk()
-        self.talk_of[index] = talk
-        self._push(now + talk, _TALK_END, index)
+        self._push(now + self.draw_talk(), _TALK_END, index)
 
     def _talk_end(self, now: float, index: int) -> None:
         agent = self.agents[index]
-        self.stats.observe_talk(self.talk_of.pop(index))
+        self.campaign.record(r.ChannelHangup(agent.call, now, _NORMAL, None))
         self._set_lines(now, -1)
         agent.wrapup_at = now
+        agent.view = AgentView(agent.view.id, free=False, wrapup_since=now)
         self._push(now + self.draw_wrapup(), _WRAP_END, index)
 
     def _wrap_end(self, now: float, index: int) -> None:
         agent = self.agents[index]
         assert agent.wrapup_at is not None
-        self.stats.observe_wrapup(now - agent.wrapup_at)
+        self.campaign.wrapup_ended(now - agent.wrapup_at)
         self.busy_seconds += now - agent.bridged_at
         del self.busy[index]
         agent.wrapup_at = None
         agent.free_since = now
+        agent.view = AgentView(agent.view.id, free=True)
         if self.waiting:
             call = next(iter(self.waiting))
             del self.waiting[call]
