@@ -2,14 +2,14 @@
 calling window), when an attempt ends (retries), on a disposition (callbacks, DNC)
 and when a restart or reconnect leaves attempts open (reconciliation).
 
-A real SQLite store; a fake AMI that records Originates and answers CoreShowChannels.
+A real SQLite store; the simulated PBX, whose calls are what CoreShowChannels lists.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from dialer.dispositions import (
     parse_callback_at,
 )
 from dialer.leads.csv_import import LeadRow
+from dialer.pbx.simulated import Customer, SimulatedPbx
 from dialer.store import dnc
 from dialer.store.callbacks import list_callbacks
 from dialer.store.lead_outcomes import open_attempts
@@ -46,23 +47,10 @@ LA = "+13105550100"
 BERLIN = "+4930123456"
 
 
-@dataclass
-class FakeAmi:
-    channels: list[dict[str, str]] = field(default_factory=list)
-    originated: list[dict[str, Any]] = field(default_factory=list)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def __post_init__(self) -> None:
-        self.connected.set()
-
-    async def originate(self, **kwargs: Any) -> None:
-        self.originated.append(kwargs)
-
-    async def action(self, fields: Mapping[str, Any], **_: Any) -> list[dict[str, str]]:
-        assert fields["Action"] == "CoreShowChannels"
-        return [{"Event": "CoreShowChannel", **c} for c in self.channels] + [
-            {"Event": "CoreShowChannelsComplete", "EventList": "Complete"}
-        ]
+def simulated_pbx(scenario: dict[str, Customer] | None = None) -> SimulatedPbx:
+    """Logged in, agents 1-5 in the sales queue; a number not in `scenario` rings until the Originate's timeout."""
+    pbx = SimulatedPbx(random.Random(0), scenario or {})
+    return pbx.logged_in(("sales", f"PJSIP/agent{i}", f"agent{i}", 0) for i in range(1, 6))
 
 
 def make_campaign(**rules: Any) -> Campaign:
@@ -87,9 +75,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 class Lab:
-    def __init__(self, store: Store, campaign: Campaign, campaign_id: int) -> None:
+    def __init__(self, store: Store, campaign: Campaign, campaign_id: int, ami: SimulatedPbx | None = None) -> None:
         self.store = store
-        self.ami = FakeAmi()
+        self.ami = ami or simulated_pbx()
         # Five free agents: a cold campaign dials progressively, one call per free agent.
         board = AgentBoard({f"agent{i}": f"PJSIP/agent{i}" for i in range(1, 6)})
         for i in range(1, 6):
@@ -102,7 +90,7 @@ class Lab:
             store,
             self.ami,
             board,
-            {"PJSIP/agent1": "agent1"},  # type: ignore[arg-type]
+            {"PJSIP/agent1": "agent1"},
             clock=lambda: NOW.timestamp(),
         )
 
@@ -116,13 +104,15 @@ class Lab:
             return dict((await conn.execute(select(leads).where(leads.c.phone == phone))).mappings().one())
 
 
-async def lab_with(store: Store, phones: list[str], zones: dict[str, str] | None = None, **rules: Any) -> Lab:
+async def lab_with(
+    store: Store, phones: list[str], zones: dict[str, str] | None = None, pbx: SimulatedPbx | None = None, **rules: Any
+) -> Lab:
     campaign = make_campaign(**rules)
     campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
     await store.import_leads(
         campaign_id, [LeadRow(line=i + 2, phone=p, timezone=(zones or {}).get(p)) for i, p in enumerate(phones)]
     )
-    return Lab(store, campaign, campaign_id)
+    return Lab(store, campaign, campaign_id, pbx)
 
 
 # -- dial time ------------------------------------------------------------------
@@ -350,29 +340,21 @@ def test_plan_adopts_channels_by_uniqueid_or_linkedid_and_closes_the_rest() -> N
 
 
 async def test_after_a_restart_live_calls_are_adopted_and_finished_ones_closed(store: Store) -> None:
-    # A previous run leased three leads and wrote their attempts, then died.
-    old = await lab_with(store, [NY, LA, BERLIN], retries={"interrupted": {"delay_minutes": 30, "max_attempts": 3}})
+    # A previous run leased three leads and wrote their attempts, then died. Asterisk went on:
+    # NY is talking to agent1, LA was busy and BERLIN's call ended (it was bridged).
+    pbx = simulated_pbx({NY: Customer("answer", after=0.01, talk=600), LA: Customer("busy", after=0.01),
+                         BERLIN: Customer("rejected", after=0.01)})
+    old = await lab_with(
+        store, [NY, LA, BERLIN], pbx=pbx, retries={"interrupted": {"delay_minutes": 30, "max_attempts": 3}}
+    )
     await old.tick()
     by_phone = {a.phone: a.id for a in old.runner.attempts.values()}
     await store.update_attempt(by_phone[BERLIN], state="bridged", bridged_at=NOW, answered_at=NOW)
+    await asyncio.sleep(0.7)  # agent1's phone answers after 0.5 s
+    assert [b.attempt_id for b in pbx.bridged["PJSIP/agent1"]] == [by_phone[NY]]
+    dialed = len(pbx.dial_log)
 
-    new = Lab(store, old.runner.campaign, old.runner.campaign_id)
-    new.ami.channels = [
-        {
-            "Channel": "PJSIP/carrier-00000001",
-            "Uniqueid": by_phone[NY],
-            "Linkedid": by_phone[NY],
-            "ChannelState": "6",
-            "BridgeId": "b1",
-        },
-        {
-            "Channel": "PJSIP/agent1-00000002",
-            "Uniqueid": "agentleg",
-            "Linkedid": by_phone[NY],
-            "ChannelState": "6",
-            "BridgeId": "b1",
-        },
-    ]
+    new = Lab(store, old.runner.campaign, old.runner.campaign_id, pbx)
     reconciler = Reconciler(store, new.ami, lambda: {"rules": new.runner}, lambda: NOW.timestamp() + 60)  # type: ignore[arg-type]
     summary = await reconciler.reconcile(cutoff=NOW.timestamp() + 30)
     assert (summary.adopted, summary.closed) == (1, 2)
@@ -391,12 +373,16 @@ async def test_after_a_restart_live_calls_are_adopted_and_finished_ones_closed(s
     assert (la["state"], la["next_attempt_at"]) == ("pending", datetime(2026, 6, 1, 15, 31))
     assert (await new.lead(BERLIN))["state"] == "done"
     # Nothing was dialed again by reconciling.
-    assert new.ami.originated == []
+    assert len(pbx.dial_log) == dialed
 
 
 async def test_a_reconnect_leaves_attempts_sent_after_the_login_alone(store: Store) -> None:
-    lab = await lab_with(store, [NY, LA])
+    # Both calls are over in Asterisk: no channel of theirs is listed.
+    lab = await lab_with(
+        store, [NY, LA], pbx=simulated_pbx({NY: Customer("busy", after=0.01), LA: Customer("busy", after=0.01)})
+    )
     await lab.tick()
+    await asyncio.sleep(0.1)
     ny, la = (next(a for a in lab.runner.attempts.values() if a.phone == p) for p in (NY, LA))
     la.dialed_at = NOW.timestamp() + 100  # sent on the new connection: its channel may not exist yet
     reconciler = Reconciler(store, lab.ami, lambda: {"rules": lab.runner}, lambda: NOW.timestamp() + 101)  # type: ignore[arg-type]
@@ -476,14 +462,8 @@ async def test_the_report_says_why_leads_are_done_and_counts_dispositions(store:
 
 
 async def test_an_originate_asterisk_refused_is_not_sent_and_the_lead_is_due_again(store: Store) -> None:
-    from dialer.ami.errors import AmiActionFailed
-
     lab = await lab_with(store, [NY])
-
-    async def refuse(**_: Any) -> None:
-        raise AmiActionFailed("Originate", "Asterisk is shutting down")
-
-    lab.ami.originate = refuse  # type: ignore[method-assign]
+    lab.ami.restart()  # an Originate now gets "Asterisk is shutting down"
     await lab.tick()
     assert lab.runner.attempts == {}
     lead = await lab.lead(NY)
