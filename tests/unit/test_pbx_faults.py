@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from dialer.daemon.reconcile import Reconciler
 from dialer.daemon.server import Daemon
 from dialer.dispositions import apply_disposition
 from dialer.leads.csv_import import LeadRow
+from dialer.pbx.simulated import Customer, SimulatedPbx
 from dialer.report import build_report, render_text
 from dialer.store.lead_outcomes import open_attempts
 from dialer.store.schema import leads
@@ -165,32 +166,9 @@ def test_only_the_first_shutdown_counts_and_an_ended_attempt_ignores_it() -> Non
 # -- the daemon: events to the store ---------------------------------------------------
 
 
-@dataclass
-class FakeAmi:
-    """Records what the daemon sends; answers CoreShowChannels with `channels`."""
-
-    channels: list[dict[str, str]] = field(default_factory=list)
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    events: asyncio.Queue[tuple[dict[str, str], float]] = field(default_factory=asyncio.Queue)
-
-    def __post_init__(self) -> None:
-        self.connected.set()
-
-    async def originate(self, **kwargs: Any) -> None:
-        self.sent.append({"Action": "Originate", **kwargs})
-
-    async def action(self, fields: Mapping[str, Any], **_: Any) -> list[dict[str, str]]:
-        self.sent.append(dict(fields))
-        return [{"Event": "CoreShowChannel", **c} for c in self.channels] + [
-            {"Event": "CoreShowChannelsComplete", "EventList": "Complete"}
-        ]
-
-    async def queue_remove(self, queue: str, interface: str) -> None:
-        self.sent.append({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
-
-    async def close(self) -> None:
-        self.connected.clear()
+def simulated_pbx(scenario: dict[str, Customer] | None = None) -> SimulatedPbx:
+    """Logged in, agent1 in the sales queue; a number not in `scenario` rings until the Originate's timeout."""
+    return SimulatedPbx(random.Random(0), scenario or {}).logged_in([("sales", "PJSIP/agent1", "agent1", 0)])
 
 
 def make_campaign(**rules: Any) -> Campaign:
@@ -224,7 +202,7 @@ async def make_runner(store: Store, phones: list[str], **rules: Any) -> Campaign
             r.MemberStatus(at=0, queue="sales", interface=f"PJSIP/agent{i}", status=1, paused=False, in_call=False)
         )
     runner = CampaignRunner(
-        campaign, campaign_id, store, FakeAmi(), board, {"PJSIP/agent1": "agent1"},  # type: ignore[arg-type]
+        campaign, campaign_id, store, simulated_pbx(), board, {"PJSIP/agent1": "agent1"},
         clock=lambda: NOW.timestamp(),
     )
     runner.tiers.set_ladder(list(DEFAULT_TIERS))  # as the daemon does: contact policies per tier
@@ -234,7 +212,7 @@ async def make_runner(store: Store, phones: list[str], **rules: Any) -> Campaign
     return runner
 
 
-def daemon_for(tmp_path: Path, store: Store, runner: CampaignRunner, ami: FakeAmi, drain: float = 30.0) -> Daemon:
+def daemon_for(tmp_path: Path, store: Store, runner: CampaignRunner, ami: SimulatedPbx, drain: float = 30.0) -> Daemon:
     config = tmp_path / "dialer.yaml"
     config.write_text(
         "ami: [{username: dialer, secret: x}]\n"
@@ -259,8 +237,8 @@ def story_for(runner: CampaignRunner, raw: list[tuple[dict[str, str], float]]) -
     return story
 
 
-async def consume(daemon: Daemon, ami: FakeAmi, story: list[tuple[dict[str, str], float]]) -> None:
-    """Run the daemon's event consumer over a story, as the AMI gateway would feed it."""
+async def consume(daemon: Daemon, ami: SimulatedPbx, story: list[tuple[dict[str, str], float]]) -> None:
+    """Run the daemon's event consumer over a recorded story, fed as the PBX would feed it."""
     task = asyncio.create_task(daemon._consume_events())
     try:
         for item in story:
@@ -294,7 +272,7 @@ async def test_after_a_restart_every_lead_is_due_again_with_its_attempt_given_ba
 ) -> None:
     runner = await make_runner(store, list(PHONES.values()))
     memory = pacing_memory(runner)
-    ami = FakeAmi()
+    ami = simulated_pbx()
     daemon = daemon_for(tmp_path, store, runner, ami)
     await consume(daemon, ami, story_for(runner, ami_story("restart.txt")))
     # A settle pass later, as the main loop's next tick would do.
@@ -320,10 +298,12 @@ async def test_after_a_restart_every_lead_is_due_again_with_its_attempt_given_ba
     assert not runner.attempts
     # Not before the rule's delay, then all three are called again: the cut conversation
     # is no contact that would hold the customer back a week (standard tier's policy).
-    runner.ami.sent.clear()  # type: ignore[attr-defined]
+    pbx = runner.ami
+    assert isinstance(pbx, SimulatedPbx)
+    pbx.actions.clear()
     await runner.tick((NOW + timedelta(minutes=29)).timestamp())
     await runner.wait_sends()
-    assert runner.ami.sent == []  # type: ignore[attr-defined]
+    assert pbx.actions == []
     await runner.tick((NOW + timedelta(minutes=31)).timestamp())
     await runner.wait_sends()
     redialed = sorted(a.phone for a in runner.attempts.values())
@@ -333,7 +313,7 @@ async def test_after_a_restart_every_lead_is_due_again_with_its_attempt_given_ba
 async def test_a_disposition_given_before_the_cut_stands(store: Store, tmp_path: Path, ami_story) -> None:
     runner = await make_runner(store, list(PHONES.values()))
     bridged_id = next(a.id for a in runner.attempts.values() if a.phone == PHONES[BRIDGED])
-    ami = FakeAmi()
+    ami = simulated_pbx()
     daemon = daemon_for(tmp_path, store, runner, ami)
     story = story_for(runner, ami_story("restart.txt"))
     first_cut = next(i for i, (event, _) in enumerate(story) if event["Event"] == "SoftHangupRequest")
@@ -377,7 +357,7 @@ async def test_calls_followed_when_the_ami_connection_was_lost_and_gone_after_it
         r.AgentConnected(uniqueid=by_phone[PHONES[BRIDGED]].id, at=t + 4, queue="sales", interface="PJSIP/agent1")
     )
     # The connection drops (no Shutdown seen); on the new login no channel is left.
-    ami = FakeAmi()
+    ami = simulated_pbx()
     reconciler = Reconciler(store, ami, lambda: {"faults": runner}, lambda: t + 60)  # type: ignore[arg-type]
     summary = await reconciler.reconcile(cutoff=t + 50)
     assert (summary.adopted, summary.closed) == (0, 3)
@@ -390,7 +370,7 @@ async def test_calls_followed_when_the_ami_connection_was_lost_and_gone_after_it
         PHONES[WAITING]: ("ended", "interrupted", True),
         PHONES[BRIDGED]: ("ended", "answered", True),
     }
-    assert not any(a.get("Action") == "Originate" for a in ami.sent)
+    assert not any(a.get("Action") == "Originate" for a in ami.actions)
 
 
 # -- our own stop ---------------------------------------------------------------------
@@ -407,7 +387,14 @@ async def test_a_call_up_at_the_stop_is_left_to_asterisk_and_its_lead_is_not_due
     await runner.on_record(r.AgentConnected(uniqueid=bridged.id, at=t + 4, queue="sales", interface="PJSIP/agent1"))
     # This one's channel is gone, only its settle time is left: it gets its final row.
     await runner.on_record(r.ChannelHangup(uniqueid=ended.id, at=t + 5, cause=0, cause_text="Unknown"))
-    ami = FakeAmi()
+    # In Asterisk, the bridged call is up: its customer talks to agent1.
+    ami = simulated_pbx({PHONES[BRIDGED]: Customer("answer", after=0.01, talk=600)})
+    await ami.originate(attempt_id=bridged.id, channel=f"PJSIP/{PHONES[BRIDGED]}@carrier", context="dialer-outbound",
+                        exten="answered", timeout_ms=25000, caller_id="+15550100",
+                        variables={"DIALER_ATTEMPT": bridged.id, "DIALER_QUEUE": "sales"})
+    await asyncio.sleep(0.7)  # agent1's phone answers after 0.5 s
+    assert [b.attempt_id for b in ami.bridged["PJSIP/agent1"]] == [bridged.id]
+    before = len(ami.actions)
     daemon = daemon_for(tmp_path, store, runner, ami, drain=0.0)
     daemon.should_exit = True
     daemon.force_exit = second_signal
@@ -429,20 +416,16 @@ async def test_a_call_up_at_the_stop_is_left_to_asterisk_and_its_lead_is_not_due
     assert [o.id for o in await open_attempts(store)] == [bridged.id]
     assert (await attempt_rows(store))[PHONES[RINGING]] == ("ended", "interrupted", False)
     # Nothing hung the customer up.
-    assert not any(a.get("Action") in ("Hangup", "Originate") for a in ami.sent)
+    assert not any(a.get("Action") in ("Hangup", "Originate") for a in ami.actions[before:])
 
     # The next start finds the call still up and adopts it; the lead is due only once it ends.
     nxt = CampaignRunner(
-        runner.campaign, runner.campaign_id, store, ami, runner.board,  # type: ignore[arg-type]
+        runner.campaign, runner.campaign_id, store, ami, runner.board,
         {"PJSIP/agent1": "agent1"},
         clock=lambda: t + 30,
     )
-    ami.channels = [
-        {"Channel": "PJSIP/carrier-00000001", "Uniqueid": bridged.id, "Linkedid": bridged.id,
-         "ChannelState": "6", "BridgeId": "b1"},
-        {"Channel": "PJSIP/agent1-00000002", "Uniqueid": "leg", "Linkedid": bridged.id,
-         "ChannelState": "6", "BridgeId": "b1"},
-    ]
+    await ami.connect_once()  # the next start logs in again
+    assert ami.bridged["PJSIP/agent1"][0].end is None  # the stop left the call alone
     reconciler = Reconciler(store, ami, lambda: {"faults": nxt}, lambda: t + 30)  # type: ignore[arg-type]
     assert (await reconciler.reconcile(cutoff=t + 30)).adopted == 1
     await nxt.on_record(r.ChannelHangup(uniqueid=bridged.id, at=t + 90, cause=16, cause_text="Normal Clearing"))
