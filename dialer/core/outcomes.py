@@ -63,8 +63,8 @@ LEARNABLE = frozenset(
     }
 )
 """What the pacing learns ring and answer times from: the far end's doing. Left out: a
-fault's (`interrupted`, `not_sent`), `refused` (nobody was called) and the IVR's ends
-(the call was answered before the flow began, and is learned as no answer time)."""
+fault's (`interrupted`, `not_sent`), `refused` (nobody was called) and an IVR flow's
+ends, which no agent waits for."""
 
 RETRYABLE = (
     Outcome.busy,
@@ -94,6 +94,7 @@ them answers nothing."""
 
 IVR_ENDS = frozenset({Outcome.completed, Outcome.partial, Outcome.opted_out})
 """How an IVR flow with no agent ends, named as the flow's own status."""
+
 
 class DialingMode(StrEnum):
     """How a campaign paces its calls; the values are the names campaign files use."""
