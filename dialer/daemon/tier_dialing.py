@@ -78,6 +78,17 @@ def screen_pop_event(
     return {k: header_text(v) for k, v in fields.items()}
 
 
+def tier_rules(campaign: Campaign, ladder: TierLadder) -> TierRules:
+    """A campaign's tier settings resolved against the ladder, for the campaign core."""
+    routing = campaign.tiers.routing
+    return TierRules(
+        lowest=ladder.lowest.name,
+        reserved=campaign.tiers.reserved_tiers(ladder),
+        routes=campaign.tiers.routes(),
+        wait_for_dedicated=frozenset(t for t, rule in routing.items() if rule.wait_for_dedicated),
+    )
+
+
 class TierDialing:
     def __init__(
         self,
@@ -106,13 +117,7 @@ class TierDialing:
 
     def rules(self, campaign: Campaign) -> TierRules:
         """The campaign's tier settings against the ladder, for the core."""
-        routing = campaign.tiers.routing
-        return TierRules(
-            lowest=self.ladder.lowest.name,
-            reserved=self.reserved(campaign),
-            routes=campaign.tiers.routes(),
-            wait_for_dedicated=frozenset(t for t, rule in routing.items() if rule.wait_for_dedicated),
-        )
+        return tier_rules(campaign, self.ladder)
 
     def claims(self, attempts: Mapping[str, Attempt] | None = None) -> Claims:
         """Claims on agents held by reserved-tier calls not yet bridged."""

@@ -115,17 +115,25 @@ class _Agent:
 
 def simulate(scenario: Scenario, mode: PacingMode | None = None) -> SimulationResult:
     """Run `scenario` with its own pacing mode, or with `mode` instead (for a baseline)."""
-    return _Run(scenario, mode).run()
+    settings = scenario_settings(scenario, mode)
+    dialplan = CampaignDialplan(campaign=scenario.name, queue=QUEUE, agent_wait=settings.agent_wait)
+    return _Run(scenario, SimulatedCampaign(settings, dialplan)).run()
+
+
+def simulate_campaign(scenario: Scenario, campaign: SimulatedCampaign, *, start: float = 0.0) -> SimulationResult:
+    """Run `scenario`'s agents and customers against a campaign core set up by the caller
+    (e.g. from a campaign file, as the daemon would), its clock starting at `start`."""
+    return _Run(scenario, campaign, start).run()
 
 
 class _Run:
-    def __init__(self, scenario: Scenario, mode: PacingMode | None) -> None:
+    def __init__(self, scenario: Scenario, campaign: SimulatedCampaign, start: float = 0.0) -> None:
         self.scenario = scenario
-        settings = scenario_settings(scenario, mode)
-        self.policy = settings.policy
-        self.campaign = SimulatedCampaign(
-            settings, CampaignDialplan(campaign=scenario.name, queue=QUEUE, agent_wait=settings.agent_wait)
-        )
+        self.start = start
+        self.campaign = campaign
+        self.policy = campaign.core.settings.policy
+        queue = campaign.core.settings.general_queue
+        self.queue = queue
         rng = random.Random(scenario.seed)
         self.rng = rng
         customers = scenario.customers
@@ -135,7 +143,9 @@ class _Run:
         self.draw_wrapup = scenario.wrapup.sampler(rng)
         self.heap: list[tuple[float, int, int, object]] = []
         self.seq = 0
-        self.agents = [_Agent(i, AgentView(f"a{i}", free=True), f"Local/a{i}") for i in range(scenario.agents)]
+        self.agents = [
+            _Agent(i, AgentView(f"a{i}", free=True), f"Local/a{i}", free_since=start) for i in range(scenario.agents)
+        ]
         self.free: deque[int] = deque(range(scenario.agents))  # longest idle first
         self.busy: dict[int, _Agent] = {}
         self.waiting: dict[str, float] = {}  # call -> answered at, oldest first
@@ -149,7 +159,7 @@ class _Run:
         self.waits_total = 0.0
         self.waits_count = 0
         self.line_area = 0.0
-        self.last_change = 0.0
+        self.last_change = start
         self.peak_lines = 0
         self.events = 0
         self.first_hour_busy: float | None = None
@@ -168,9 +178,10 @@ class _Run:
 
     def run(self) -> SimulationResult:
         started = time.perf_counter()
-        end = self.scenario.duration
-        self._push(0.0, _TICK, None)
-        self._push(min(FIRST_HOUR, end), _FIRST_HOUR, None)
+        start = self.start
+        end = start + self.scenario.duration
+        self._push(start, _TICK, None)
+        self._push(start + min(FIRST_HOUR, self.scenario.duration), _FIRST_HOUR, None)
         handlers = {
             _RESOLVE: self._resolve,
             _TALK_END: self._talk_end,
@@ -189,7 +200,7 @@ class _Run:
         # Calls still in progress at the end count up to the end only.
         for agent in self.busy.values():
             self.busy_seconds += end - agent.bridged_at
-        return self._result(end, time.perf_counter() - started)
+        return self._result(self.scenario.duration, time.perf_counter() - started)
 
     def _first_hour(self, now: float, _: object) -> None:
         self.first_hour_busy = self.busy_seconds + sum(now - a.bridged_at for a in self.busy.values())
@@ -229,7 +240,7 @@ class _Run:
     def _resolve(self, now: float, call: str) -> None:
         if call in self.will_answer:
             self.will_answer.discard(call)
-            self.campaign.record(r.QueueJoined(call, now, QUEUE))
+            self.campaign.record(r.QueueJoined(call, now, self.queue))
             if self.free:
                 self._bridge(now, self.free.popleft(), call)
             else:
@@ -263,7 +274,7 @@ class _Run:
         self.waits_count += 1
         self.connects += 1
         self._record_live(abandoned=False)
-        self.campaign.record(r.AgentConnected(call, now, QUEUE, agent.interface))
+        self.campaign.record(r.AgentConnected(call, now, self.queue, agent.interface))
         agent.bridged_at = now
         agent.wrapup_at = None
         agent.call = call
@@ -298,6 +309,7 @@ class _Run:
     # --- result -------------------------------------------------------------------------
 
     def _result(self, end: float, wall: float) -> SimulationResult:
+        """`end`: the seconds simulated."""
         agent_seconds = len(self.agents) * end
         live = self.connects + self.abandoned
         first_hour = min(FIRST_HOUR, end)
