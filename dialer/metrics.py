@@ -3,7 +3,7 @@
 Call counts come from the store at scrape time, so they are exactly what
 `dialer report` shows and survive restarts (they only ever grow, as counters
 must); everything live (agents, lines, dial level, AMI) is read from the
-daemon's memory when scraped. Latencies are histograms fed by two hooks: the
+daemon's view (dialer.control.daemon_view) when scraped. Latencies are histograms fed by two hooks: the
 AMI gateway's `on_action` and SQLAlchemy's commit event.
 
 Each daemon has its own registry, so tests can run several in one process.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -22,9 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.core.outcomes import Outcome, abandon_rate, live_answers
-
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
+from dialer.control.daemon_view import DaemonView
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 NO_TIER = "none"
@@ -32,7 +30,7 @@ AGENT_STATES = ("logged_out", "free", "ringing", "talking", "wrapup", "paused", 
 
 
 class DaemonMetrics:
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonView) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.ami_action_seconds = Histogram(
             "dialer_ami_action_seconds",
@@ -73,7 +71,7 @@ class DaemonMetrics:
 
 
 class _DaemonCollector(Collector):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonView) -> None:
         self.daemon = daemon
         self.counts: list[Any] = []
 
@@ -137,30 +135,29 @@ class _DaemonCollector(Collector):
             lines.add_metric([name], counts.lines)
             for stage in ("ringing", "waiting", "talking"):
                 live.add_metric([name, stage], getattr(counts, stage))
-            agents = len(runner.board.in_queue(runner.campaign.queue))
+            agents = len(daemon.agents_in_queue(runner.campaign.queue))
             level.add_metric([name], counts.lines / agents if agents else 0.0)
             max_lines.add_metric([name], runner.campaign.dialing.max_lines)
             window = runner.abandon_window.state(now, runner.campaign.dialing.abandon_limit)
             window_rate.add_metric([name], window.rate)
-        for name in daemon.controls.known():
-            state.add_metric([name, daemon.controls.state(name).value], 1)
+        for name in daemon.known_campaigns():
+            state.add_metric([name, daemon.campaign_state(name).value], 1)
         issues = GaugeMetricFamily("dialer_config_issues", "Problems in campaign files (last good version runs)")
-        issues.add_metric([], len(daemon.watcher.issue_lines()) if daemon.watcher else 0)
+        issues.add_metric([], len(daemon.config_issues()))
         yield from (lines, live, level, max_lines, window_rate, state, issues)
 
     def _agents(self) -> Iterator[Any]:
         agents = GaugeMetricFamily("dialer_agents", "Agents by state", labels=["state"])
-        labels = [a.label for a in self.daemon.board.agents()]
+        labels = [a.label for a in self.daemon.agents()]
         for label in sorted(set(AGENT_STATES) | set(labels)):
             agents.add_metric([label], labels.count(label))
         yield agents
 
     def _ami(self) -> Iterator[Any]:
-        ami = self.daemon.ami
         connected = GaugeMetricFamily("dialer_ami_connected", "1 while logged in to AMI")
-        connected.add_metric([], 1 if ami is not None and ami.connected.is_set() else 0)
+        connected.add_metric([], 1 if self.daemon.ami_connected else 0)
         reconnects = CounterMetricFamily("dialer_ami_reconnects", "AMI connections lost and made again")
-        reconnects.add_metric([], ami.reconnects if ami is not None else 0)
+        reconnects.add_metric([], self.daemon.ami_reconnects)
         yield from (connected, reconnects)
 
     def _trunks(self) -> Iterator[Any]:
@@ -175,7 +172,7 @@ class _DaemonCollector(Collector):
             labels=["trunk"],
         )
         cps = GaugeMetricFamily("dialer_trunk_calls_per_second", "The trunk's calls-per-second limit", labels=["trunk"])
-        for trunk in self.daemon.trunks.views(self.daemon.clock()):
+        for trunk in self.daemon.trunk_views():
             backed_off.add_metric([trunk.name], 1 if trunk.backed_off else 0)
             refusals.add_metric([trunk.name], trunk.refusals)
             cps.add_metric([trunk.name], trunk.calls_per_second)

@@ -17,38 +17,33 @@
 - Many files at once (50 dropped in one `mv`) are applied one by one while the
   daemon runs on: the runners are a `RunnerTable`, safe to walk across awaits.
 
-SIGHUP reloads the daemon config the same way (`reload_config`): agents added
-or removed, logging level, tick interval, drain time. Settings that need a new
-connection (AMI, database, HTTP, campaign directory) are reported as needing a
-restart.
+SIGHUP reloads the daemon config the same way (`reload_config`): the file is
+read here, and the daemon applies what can change live (`ConfigHost.apply_config`).
 
-Operators pause, resume, stop and start campaigns through `CampaignControls`,
-which also decides whether a runner may place calls at all.
+The watcher sees the daemon only through `dialer.control.daemon_view.CampaignHost`;
+operators' states (pause, resume ...) are `dialer.control.campaign_states`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 from watchfiles import awatch
 
-from dialer.ami.errors import AmiError
 from dialer.config.loader import YAML_SUFFIXES, ConfigError, ConfigIssue, load_campaign, load_config, yaml_files_in
-from dialer.config.models import AgentConfig, Campaign, DialerConfig
+from dialer.config.models import Campaign
 from dialer.config.yaml_loader import FileStamp, file_stamp
+from dialer.control.campaign_states import CampaignControls, ControlError, RunState
+from dialer.control.daemon_view import CampaignHost, ConfigHost, ConfigReload
 from dialer.ivr.settings import OnMachine
 
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
+__all__ = [
+    "CampaignControls", "CampaignWatcher", "ConfigReload", "ControlError", "RunState", "reload_config",
+]  # the campaign states' old home: its names stay importable from here
 
 log = structlog.get_logger("dialer.campaigns")
 
@@ -59,114 +54,6 @@ QUIET_MS = 300
 # writer (a script, a copy over the network) is not read half-way. Short enough
 # that a dropped file still dials within a second or two.
 SETTLE_S = 0.5
-
-
-class RunState(str, Enum):
-    running = "running"
-    paused = "paused"  # by an operator; resume continues
-    stopped = "stopped"  # by an operator; start begins again
-    disabled = "disabled"  # `enabled: false` in its file
-    removed = "removed"  # its file is gone
-    draining = "draining"  # the daemon is shutting down
-
-
-class ControlError(Exception):
-    """An operator's request that cannot be done in the campaign's state."""
-
-
-@dataclass
-class _Control:
-    operator: RunState = RunState.running
-    enabled: bool = True
-    removed: bool = False
-    file: Path | None = None
-
-
-class CampaignControls:
-    """Who may dial: the operator's choice, the file's `enabled` flag, the file's presence."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-        self._controls: dict[str, _Control] = {}
-
-    def _control(self, name: str) -> _Control:
-        return self._controls.setdefault(name, _Control())
-
-    def known(self) -> list[str]:
-        return sorted(set(self._controls) | set(self._daemon.runners))
-
-    def exists(self, name: str) -> bool:
-        return name in self._controls or name in self._daemon.runners
-
-    def state(self, name: str) -> RunState:
-        control = self._control(name)
-        if self._daemon.should_exit:
-            return RunState.draining
-        if control.removed:
-            return RunState.removed
-        if not control.enabled:
-            return RunState.disabled
-        return control.operator
-
-    def file(self, name: str) -> Path | None:
-        return self._control(name).file
-
-    def apply(self) -> None:
-        """Make every runner's `paused` flag match its state."""
-        for name, runner in self._daemon.runners.items():
-            runner.paused = self.state(name) is not RunState.running
-
-    # -- what the files say -----------------------------------------------------
-
-    def file_seen(self, campaign: Campaign, file: Path | None) -> None:
-        control = self._control(campaign.name)
-        control.enabled = campaign.enabled
-        control.removed = False
-        control.file = file
-
-    def file_removed(self, name: str) -> None:
-        self._control(name).removed = True
-
-    # -- what operators ask ---------------------------------------------------------
-
-    async def start(self, name: str) -> RunState:
-        control = self._control(name)
-        self._refuse_unless_dialable(name, "started")
-        control.operator = RunState.running
-        return await self._changed(name)
-
-    async def resume(self, name: str) -> RunState:
-        control = self._control(name)
-        self._refuse_unless_dialable(name, "resumed")
-        if control.operator is RunState.stopped:
-            raise ControlError(f"campaign {name!r} is stopped; start it instead")
-        control.operator = RunState.running
-        return await self._changed(name)
-
-    async def pause(self, name: str) -> RunState:
-        control = self._control(name)
-        if control.operator is RunState.running:
-            control.operator = RunState.paused
-        return await self._changed(name)
-
-    async def stop(self, name: str) -> RunState:
-        self._control(name).operator = RunState.stopped
-        return await self._changed(name)
-
-    def _refuse_unless_dialable(self, name: str, verb: str) -> None:
-        state = self.state(name)
-        if state is RunState.draining:
-            raise ControlError("the daemon is shutting down")
-        if state is RunState.removed:
-            raise ControlError(f"campaign {name!r} has no file in the campaign directory any more")
-        if state is RunState.disabled:
-            raise ControlError(f"campaign {name!r} is disabled in its file (enabled: false); it cannot be {verb}")
-
-    async def _changed(self, name: str) -> RunState:
-        self.apply()
-        state = self.state(name)
-        log.info("campaign.control", campaign=name, state=state.value)
-        return state
 
 
 @dataclass(frozen=True)
@@ -181,8 +68,8 @@ class _Reading:
 class CampaignWatcher:
     """Follows the campaign directory and applies what changes in it."""
 
-    def __init__(self, daemon: Daemon, directory: Path) -> None:
-        self._daemon = daemon
+    def __init__(self, host: CampaignHost, directory: Path) -> None:
+        self._host = host
         self.directory = directory
         self.good: dict[Path, Campaign] = {}
         """The last good version of each file."""
@@ -206,20 +93,20 @@ class CampaignWatcher:
                 _read_directory, self.directory, dict(self._readings), settle, time.time()
             )
             self._readings = readings
-            if self._daemon.should_exit:
+            if self._host.draining:
                 return False  # shutting down: nothing new starts
             await self._apply_readings(readings)
             return unsettled
 
     async def _apply_readings(self, readings: dict[Path, _Reading]) -> None:
-        daemon = self._daemon
+        host = self._host
         files = list(readings)
         names: dict[str, Path] = {}
         # Names a file stopped holding: gone only if no file holds them once all are read
         # (two files swapping their names, or a name moved into a file read later).
         renamed_away: list[str] = []
         for file, reading in readings.items():
-            if daemon.should_exit:
+            if host.draining:
                 return  # the drain began while files were being applied: nothing new starts
             try:
                 if reading.campaign is None:
@@ -242,7 +129,7 @@ class CampaignWatcher:
             previous = self.good.get(file)
             if previous is not None and previous.name != campaign.name:
                 renamed_away.append(previous.name)
-            if previous != campaign or campaign.name not in daemon.runners:
+            if previous != campaign or not host.runs(campaign.name):
                 try:
                     await self._apply(campaign, file, started=previous is None)
                 except Exception:
@@ -261,7 +148,7 @@ class CampaignWatcher:
             self.issues.pop(file, None)
         for file in [f for f in self.issues if f not in files]:
             del self.issues[file]
-        daemon.controls.apply()
+        host.refresh_campaign_states()
 
     def _unprepared(self, campaign: Campaign, file: Path) -> list[ConfigIssue]:
         """What an enabled campaign needs that the daemon prepares only when it starts.
@@ -272,9 +159,7 @@ class CampaignWatcher:
         """
         if not campaign.enabled:
             return []
-        ivr = self._daemon.ivr
-        flows = ivr.flows if ivr is not None else {}
-        messages = ivr.messages if ivr is not None else {}
+        flows, messages = self._host.prepared_media()
         later = "restart the daemon to dial this campaign"
         issues = []
         if campaign.ivr and campaign.ivr not in flows:
@@ -292,10 +177,7 @@ class CampaignWatcher:
         return issues
 
     async def _apply(self, campaign: Campaign, file: Path, *, started: bool) -> None:
-        daemon = self._daemon
-        daemon.controls.file_seen(campaign, file)
-        if campaign.enabled or campaign.name in daemon.runners:
-            await daemon.apply_campaign(campaign)
+        await self._host.apply_campaign_file(campaign, file)
         log.info(
             "campaign.loaded" if started else "campaign.changed",
             campaign=campaign.name,
@@ -305,7 +187,7 @@ class CampaignWatcher:
         )
 
     def _gone(self, name: str, file: Path | None = None) -> None:
-        self._daemon.controls.file_removed(name)
+        self._host.campaign_file_removed(name)
         log.warning("campaign.file_removed", campaign=name, file=str(file) if file else None, action="paused")
 
     def _report(self, file: Path, issues: list[ConfigIssue]) -> None:
@@ -420,86 +302,14 @@ def _campaign_file_event(_change: object, path: str) -> bool:
 
 # -- SIGHUP: the daemon config ----------------------------------------------------------
 
-_NEED_RESTART = ("ami", "database", "http", "campaign_dir")
 
-
-@dataclass
-class ConfigReload:
-    applied: list[str] = field(default_factory=list)
-    need_restart: list[str] = field(default_factory=list)
-    issues: list[str] = field(default_factory=list)
-
-
-async def reload_config(daemon: Daemon, path: Path) -> ConfigReload:
-    """Re-read the daemon config and apply what can change live; an invalid file changes nothing."""
-    result = ConfigReload()
+async def reload_config(host: ConfigHost, path: Path) -> ConfigReload:
+    """Re-read the daemon config; the daemon applies what can change live. An invalid file changes nothing."""
     try:
         new = await asyncio.to_thread(load_config, path)  # parsing never holds up the loop
     except ConfigError as exc:
-        result.issues = [str(issue) for issue in exc.issues]
+        result = ConfigReload(issues=[str(issue) for issue in exc.issues])
         for issue in result.issues:
             log.error("config.reload_invalid", problem=issue)
         return result
-    old = daemon.config
-    for name in _NEED_RESTART:
-        if getattr(old, name) != getattr(new, name):
-            result.need_restart.append(name)
-    if old.logging.level != new.logging.level:
-        logging.getLogger().setLevel(new.logging.level.upper())
-        result.applied.append("logging.level")
-    if old.agents != new.agents:
-        await _apply_agents(daemon, old, new)
-        result.applied.append("agents")
-    if old.tick_interval != new.tick_interval:
-        result.applied.append("tick_interval")
-    if old.drain_timeout != new.drain_timeout:
-        daemon.drain_timeout = new.drain_timeout
-        result.applied.append("drain_timeout")
-    # What needs a restart keeps its running value, so status tells the truth.
-    daemon.config = new.model_copy(update={name: getattr(old, name) for name in _NEED_RESTART})
-    log.info("config.reloaded", applied=result.applied, need_restart=result.need_restart)
-    return result
-
-
-async def _apply_agents(daemon: Daemon, old: DialerConfig, new: DialerConfig) -> None:
-    # In place: the runners, their tier code, the desk and inbound calls all hold this one board.
-    daemon.board.set_agents({a.id: a.interface for a in new.agents})
-    if daemon.desk is not None:
-        daemon.desk.set_agents(new.agents)
-    agent_ids = {a.interface: a.id for a in new.agents}
-    for runner in daemon.runners.values():
-        runner.set_agents(agent_ids)
-    if daemon.inbound is not None:
-        daemon.inbound.agent_ids = {k.lower(): v for k, v in agent_ids.items()}
-    if daemon.store is not None:
-        await daemon.store.sync_agents(new.agents, datetime.fromtimestamp(daemon.clock(), UTC))
-    ami = daemon.ami
-    if ami is None or not ami.connected.is_set():
-        return  # the next login adds the members of the new config
-    await _sync_queue_members(daemon, _memberships(old.agents), _memberships(new.agents), new)
-
-
-def _memberships(agents: Iterable[AgentConfig]) -> set[tuple[str, str]]:
-    return {(queue, agent.interface) for agent in agents for queue in agent.queues}
-
-
-async def _sync_queue_members(
-    daemon: Daemon, before: set[tuple[str, str]], after: set[tuple[str, str]], config: DialerConfig
-) -> None:
-    assert daemon.ami is not None
-    by_interface = {a.interface: a for a in config.agents}
-    for queue, interface in sorted(before - after):
-        try:
-            await daemon.ami.queue_remove(queue, interface)
-        except AmiError as exc:
-            log.warning("agent.queue_remove_failed", queue=queue, interface=interface, error=str(exc))
-        agent = daemon.board.agent(interface)
-        if agent is not None:
-            agent.queues.discard(queue)
-    for queue, interface in sorted(after - before):
-        agent_config = by_interface[interface]
-        try:
-            await daemon.ami.queue_add(queue, interface, agent_config.id, agent_config.penalty)
-        except AmiError as exc:
-            log.warning("agent.queue_add_failed", queue=queue, interface=interface, error=str(exc))
-    log.info("agents.reloaded", removed=sorted(before - after), added=sorted(after - before))
+    return await host.apply_config(new)

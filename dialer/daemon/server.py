@@ -8,28 +8,33 @@ ends at once. Every wait is interruptible by shutdown.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed
+from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed, AmiNotConnected
 from dialer.ami.events import WANTED, to_record
 from dialer.ami.gateway import AmiGateway
-from dialer.config.models import AmiServer, Campaign, DialerConfig
+from dialer.config.models import AgentConfig, AmiServer, Campaign, DialerConfig
+from dialer.control.campaign_states import CampaignControls, RunState
+from dialer.control.daemon_view import CampaignStatus, ConfigReload, Status
+from dialer.control.startup import StartupError
 from dialer.core import records as r
-from dialer.core.agents import AgentBoard
+from dialer.core.agents import AgentBoard, AgentState
 from dialer.core.attempt import record_key
-from dialer.core.trunks import Trunks
+from dialer.core.trunks import Trunks, TrunkView
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.desk import Desk
 from dialer.daemon.reconcile import Reconciler
 from dialer.daemon.runner_table import RunnerTable
 from dialer.dispositions import on_disposition_event
-from dialer.daemon.campaign_watcher import CampaignControls, CampaignWatcher, reload_config
+from dialer.daemon.campaign_watcher import CampaignWatcher, reload_config
 from dialer.daemon.systemd import Notifier
 from dialer.daemon.task_supervisor import TaskSupervisor
 from dialer.http.service import HttpService, start_http
@@ -62,34 +67,7 @@ _CALL_RECORDS = (
 )
 
 
-class StartupError(Exception):
-    """The daemon cannot start (database, AMI login); the message says why."""
-
-
-@dataclass
-class CampaignStatus:
-    name: str
-    total: int
-    done: int
-    placed: int
-    ringing: int
-    waiting: int
-    talking: int
-    outcomes: dict[str, int] = field(default_factory=dict)
-    finished: bool = False
-    state: str = "running"
-
-
-@dataclass
-class Status:
-    campaigns: list[CampaignStatus]
-    agents_logged_in: int
-    agents_busy: int
-    ami_connected: bool
-    elapsed: float
-    failing: list[str] = field(default_factory=list)
-    """Supervised tasks that keep dying (dialer.daemon.task_supervisor): the daemon needs a restart."""
-
+__all__ = ["CampaignStatus", "Daemon", "ProgressCallback", "StartupError", "Status", "status_line"]
 
 ProgressCallback = Callable[[Status], None]
 
@@ -126,7 +104,9 @@ class Daemon:
         self.watch_campaigns = watch_campaigns
         self.config_path = config_path
         self.notifier = notifier or Notifier()
-        self.controls = CampaignControls(self)
+        # Walked across awaits while the watcher and the API add to it (runner_table).
+        self.runners = RunnerTable()
+        self.controls = CampaignControls(lambda: self.runners, lambda: self.should_exit)
         self.watcher: CampaignWatcher | None = None
         self.metrics = DaemonMetrics(self)
         self.http: HttpService | None = None
@@ -143,8 +123,6 @@ class Daemon:
         """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
         self.trunks = Trunks(config.trunk_rates(), config.tick_interval)
         """One calls-per-second limit and failure backoff per trunk, shared by every campaign on it."""
-        # Walked across awaits while the watcher and the API add to it (runner_table).
-        self.runners = RunnerTable()
         self.reconciler: Reconciler | None = None
         self.ivr: IvrService | None = None
         self.inbound: InboundService | None = None
@@ -380,6 +358,179 @@ class Daemon:
         self.runners[campaign.name] = runner
         return runner
 
+    async def apply_config(self, new: DialerConfig) -> ConfigReload:
+        """A reloaded config (SIGHUP), valid: apply what can change live, report what needs a restart."""
+        result = ConfigReload()
+        old = self.config
+        for name in _NEED_RESTART:
+            if getattr(old, name) != getattr(new, name):
+                result.need_restart.append(name)
+        if old.logging.level != new.logging.level:
+            logging.getLogger().setLevel(new.logging.level.upper())
+            result.applied.append("logging.level")
+        if old.agents != new.agents:
+            await self._apply_agents(old, new)
+            result.applied.append("agents")
+        if old.tick_interval != new.tick_interval:
+            result.applied.append("tick_interval")
+        if old.drain_timeout != new.drain_timeout:
+            self.drain_timeout = new.drain_timeout
+            result.applied.append("drain_timeout")
+        # What needs a restart keeps its running value, so status tells the truth.
+        self.config = new.model_copy(update={name: getattr(old, name) for name in _NEED_RESTART})
+        self.trunks.configure(self.config.trunk_rates(), self.config.tick_interval, self.clock())
+        log.info("config.reloaded", applied=result.applied, need_restart=result.need_restart)
+        return result
+
+    async def _apply_agents(self, old: DialerConfig, new: DialerConfig) -> None:
+        # In place: the runners, their tier code, the desk and inbound calls all hold this one board.
+        self.board.set_agents({a.id: a.interface for a in new.agents})
+        if self.desk is not None:
+            self.desk.set_agents(new.agents)
+        agent_ids = {a.interface: a.id for a in new.agents}
+        for runner in self.runners.values():
+            runner.set_agents(agent_ids)
+        if self.inbound is not None:
+            self.inbound.agent_ids = {k.lower(): v for k, v in agent_ids.items()}
+        if self.store is not None:
+            await self.store.sync_agents(new.agents, datetime.fromtimestamp(self.clock(), UTC))
+        if self.ami is None or not self.ami.connected.is_set():
+            return  # the next login adds the members of the new config
+        await self._sync_queue_members(_memberships(old.agents), _memberships(new.agents), new)
+
+    async def _sync_queue_members(
+        self, before: set[tuple[str, str]], after: set[tuple[str, str]], config: DialerConfig
+    ) -> None:
+        assert self.ami is not None
+        by_interface = {a.interface: a for a in config.agents}
+        for queue, interface in sorted(before - after):
+            try:
+                await self.ami.queue_remove(queue, interface)
+            except AmiError as exc:
+                log.warning("agent.queue_remove_failed", queue=queue, interface=interface, error=str(exc))
+            agent = self.board.agent(interface)
+            if agent is not None:
+                agent.queues.discard(queue)
+        for queue, interface in sorted(after - before):
+            agent_config = by_interface[interface]
+            try:
+                await self.ami.queue_add(queue, interface, agent_config.id, agent_config.penalty)
+            except AmiError as exc:
+                log.warning("agent.queue_add_failed", queue=queue, interface=interface, error=str(exc))
+        log.info("agents.reloaded", removed=sorted(before - after), added=sorted(after - before))
+
+    # -- what the campaign watcher may ask (dialer.control.daemon_view.CampaignHost) -------
+
+    @property
+    def draining(self) -> bool:
+        return self.should_exit
+
+    def runs(self, name: str) -> bool:
+        return name in self.runners
+
+    def prepared_media(self) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        if self.ivr is None:
+            return {}, {}
+        return self.ivr.flows, self.ivr.messages
+
+    async def apply_campaign_file(self, campaign: Campaign, file: Path) -> None:
+        self.controls.file_seen(campaign, file)
+        if campaign.enabled or campaign.name in self.runners:
+            await self.apply_campaign(campaign)
+
+    def campaign_file_removed(self, name: str) -> None:
+        self.controls.file_removed(name)
+
+    def refresh_campaign_states(self) -> None:
+        self.controls.apply()
+
+    # -- what the HTTP app and the metrics may read (DaemonView) --------------------------
+
+    @property
+    def ami_connected(self) -> bool:
+        return bool(self.ami and self.ami.connected.is_set())
+
+    @property
+    def ami_reconnects(self) -> int:
+        return self.ami.reconnects if self.ami is not None else 0
+
+    def agent(self, interface: str) -> AgentState | None:
+        state = self.board.agent(interface)
+        return _copy_agent(state) if state is not None else None
+
+    def agents(self) -> list[AgentState]:
+        return [_copy_agent(a) for a in self.board.agents()]
+
+    def agents_in_queue(self, queue: str) -> list[AgentState]:
+        return [_copy_agent(a) for a in self.board.in_queue(queue)]
+
+    def campaign_state(self, name: str) -> RunState:
+        return self.controls.state(name)
+
+    def campaign_file(self, name: str) -> Path | None:
+        return self.controls.file(name)
+
+    def known_campaigns(self) -> list[str]:
+        return self.controls.known()
+
+    def campaign_exists(self, name: str) -> bool:
+        return self.controls.exists(name)
+
+    def config_issues(self) -> list[str]:
+        return self.watcher.issue_lines() if self.watcher is not None else []
+
+    def trunk_views(self) -> list[TrunkView]:
+        return self.trunks.views(self.clock())
+
+    # -- what operators may ask (DaemonCommands) -------------------------------------------
+
+    async def start_campaign(self, name: str) -> RunState:
+        return await self.controls.start(name)
+
+    async def pause_campaign(self, name: str) -> RunState:
+        return await self.controls.pause(name)
+
+    async def resume_campaign(self, name: str) -> RunState:
+        return await self.controls.resume(name)
+
+    async def stop_campaign(self, name: str) -> RunState:
+        return await self.controls.stop(name)
+
+    def _agent_config(self, agent_id: str) -> AgentConfig:
+        [agent] = [a for a in self.config.agents if a.id == agent_id]
+        return agent
+
+    def _logged_in_pbx(self) -> Pbx:
+        if self.ami is None or not self.ami.connected.is_set():
+            raise AmiNotConnected("not logged in to AMI right now")
+        return self.ami
+
+    async def agent_login(self, agent_id: str, queues: Sequence[str]) -> None:
+        agent, pbx = self._agent_config(agent_id), self._logged_in_pbx()
+        for queue in queues:
+            await pbx.queue_add(queue, agent.interface, agent.id, agent.penalty)
+
+    async def agent_logout(self, agent_id: str, queues: Sequence[str]) -> None:
+        agent, pbx = self._agent_config(agent_id), self._logged_in_pbx()
+        for queue in queues:
+            await pbx.queue_remove(queue, agent.interface)
+
+    async def agent_pause(self, agent_id: str, paused: bool, queue: str | None, reason: str | None) -> None:
+        agent, pbx = self._agent_config(agent_id), self._logged_in_pbx()
+        fields = {"Action": "QueuePause", "Interface": agent.interface, "Paused": str(paused).lower()}
+        if queue:
+            fields["Queue"] = queue
+        if reason:
+            fields["Reason"] = reason
+        await pbx.action(fields)
+
+    def reload(self) -> None:
+        self.handle_reload()
+
+    def webhooks_due(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.wake()
+
     # -- IVR (FastAGI), AMD and rendered messages ----------------------------------
 
     async def _start_ivr(self) -> None:
@@ -437,7 +588,7 @@ class Daemon:
         webhooks = self.webhooks
         self.tasks.start("webhooks", lambda: webhooks.run(asyncio.Event()))
         if self.config.http is not None:
-            self.http = await start_http(self)
+            self.http = await start_http(self)  # its errors are StartupErrors
 
     async def _reload(self) -> None:
         self._reload_requested = False
@@ -448,7 +599,6 @@ class Daemon:
                 await reload_config(self, self.config_path)
             except Exception:
                 log.exception("config.reload_failed")
-            self.trunks.configure(self.config.trunk_rates(), self.config.tick_interval, self.clock())
         if self.watcher is not None:
             try:
                 await self.watcher.reload()
@@ -584,6 +734,18 @@ class Daemon:
             elapsed=self.clock() - self._started_at,
             failing=self.tasks.failing,
         )
+
+
+_NEED_RESTART = ("ami", "database", "http", "campaign_dir")
+"""Config settings a reload cannot change: each needs a new connection or listener."""
+
+
+def _memberships(agents: Iterable[AgentConfig]) -> set[tuple[str, str]]:
+    return {(queue, agent.interface) for agent in agents for queue in agent.queues}
+
+
+def _copy_agent(state: AgentState) -> AgentState:
+    return dataclasses.replace(state, queues=set(state.queues))
 
 
 def status_line(status: Status) -> str:

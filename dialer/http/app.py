@@ -1,9 +1,12 @@
 """The control API, metrics and health checks: one FastAPI app over a running daemon.
 
+The app holds the daemon's narrow interfaces only (`dialer.control.daemon_view`):
+it reads the view and sends commands; it never changes the daemon's state itself.
+
 Every route but the health checks (and `/metrics`, unless configured) needs
 `Authorization: Bearer <token>`. Errors are JSON `{"message": ..., "errors": [...]}`:
 401 no or wrong token, 404 unknown campaign/agent/lead, 409 a request the
-campaign's state refuses, 413 a body over `MAX_BODY_BYTES` (dialer.http.body_limit),
+campaign's state refuses or Asterisk refuses (pausing a phone in no queue), 413 a body over `MAX_BODY_BYTES` (dialer.http.body_limit),
 422 malformed input, 503 AMI or the database not available right now.
 """
 
@@ -12,7 +15,7 @@ campaign's state refuses, 413 a body over `MAX_BODY_BYTES` (dialer.http.body_lim
 import dataclasses
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -25,7 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dialer import __version__
 from dialer.ami.errors import AmiActionFailed, AmiError, AmiUnsafeValue
 from dialer.config.models import AgentConfig
-from dialer.daemon.campaign_watcher import ControlError
+from dialer.control.campaign_states import ControlError
+from dialer.control.daemon_view import DaemonControl
 from dialer.dispositions import DispositionError, apply_disposition
 from dialer.http import schemas as s
 from dialer.http.body_limit import MAX_BODY_BYTES, BodyLimit
@@ -36,9 +40,6 @@ from dialer.screen_pop import for_attempt as screen_pop_for_attempt
 from dialer.store.callbacks import list_callbacks
 from dialer.store.webhook_outbox import summary as webhook_summary
 from dialer.store.store import StoreError
-
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
 
 log = structlog.get_logger("dialer.http")
 
@@ -68,7 +69,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def build_app(daemon: "Daemon") -> FastAPI:
+def build_app(daemon: DaemonControl) -> FastAPI:
     app = FastAPI(
         title="dialer control API",
         version=__version__,
@@ -130,6 +131,11 @@ def build_app(daemon: "Daemon") -> FastAPI:
 
     @app.exception_handler(AmiActionFailed)
     async def _ami_refused(_request: Request, exc: AmiActionFailed) -> JSONResponse:
+        # Asterisk answered, and said no: the request, not the service, is at fault.
+        return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=409)
+
+    @app.exception_handler(AmiActionFailed)
+    async def _ami_refused(_request: Request, exc: AmiActionFailed) -> JSONResponse:
         # Asterisk answered, and said no (pausing an agent who is in no queue): the
         # agent's state, not an outage.
         return JSONResponse({"message": f"AMI: {exc}", "errors": []}, status_code=409)
@@ -154,8 +160,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
     async def readyz() -> Response:
         """Ready to dial: logged in to AMI and the database takes writes."""
         checks: dict[str, str] = {}
-        ami = daemon.ami
-        checks["ami"] = "ok" if ami is not None and ami.connected.is_set() else "not logged in"
+        checks["ami"] = "ok" if daemon.ami_connected else "not logged in"
         if daemon.store is None:
             checks["database"] = "not open"
         else:
@@ -185,10 +190,10 @@ def build_app(daemon: "Daemon") -> FastAPI:
 
     async def campaign_out(name: str) -> s.CampaignOut:
         runner = daemon.runners.get(name)
-        file = daemon.controls.file(name)
+        file = daemon.campaign_file(name)
         base = {
             "name": name,
-            "state": daemon.controls.state(name).value,
+            "state": daemon.campaign_state(name).value,
             "file": str(file) if file else None,
             "mode": None,
             "max_lines": None,
@@ -221,7 +226,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
         )
 
     def known_campaign(name: str) -> str:
-        if not daemon.controls.exists(name):
+        if not daemon.campaign_exists(name):
             raise ApiError(404, f"no campaign named {name!r}")
         return name
 
@@ -230,19 +235,19 @@ def build_app(daemon: "Daemon") -> FastAPI:
         current = await daemon.status()
         return s.StatusOut(
             ami_connected=current.ami_connected,
-            draining=daemon.should_exit,
+            draining=daemon.draining,
             uptime_seconds=round(current.elapsed, 1),
             agents_logged_in=current.agents_logged_in,
             agents_busy=current.agents_busy,
-            campaigns=[await campaign_out(n) for n in daemon.controls.known()],
-            config_issues=daemon.watcher.issue_lines() if daemon.watcher else [],
-            trunks=[s.TrunkOut(**vars(t)) for t in daemon.trunks.views(daemon.clock())],
+            campaigns=[await campaign_out(n) for n in daemon.known_campaigns()],
+            config_issues=daemon.config_issues(),
+            trunks=[s.TrunkOut(**vars(t)) for t in daemon.trunk_views()],
             webhooks=[s.WebhookOut(**row) for row in await webhook_summary(daemon.store)] if daemon.store else [],
         )
 
     @api.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])
     async def campaigns() -> list[s.CampaignOut]:
-        return [await campaign_out(n) for n in daemon.controls.known()]
+        return [await campaign_out(n) for n in daemon.known_campaigns()]
 
     @api.get("/campaigns/{name}", response_model=s.CampaignOut, tags=["campaigns"])
     async def campaign(name: str) -> s.CampaignOut:
@@ -252,7 +257,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
         async def change(name: str) -> s.CampaignStateOut:
             known_campaign(name)
             try:
-                state = await getattr(daemon.controls, action)(name)
+                state = await getattr(daemon, f"{action}_campaign")(name)
             except ControlError as exc:
                 raise ApiError(409, str(exc)) from None
             return s.CampaignStateOut(name=name, state=state.value)
@@ -279,7 +284,7 @@ def build_app(daemon: "Daemon") -> FastAPI:
         raise ApiError(404, f"no agent {agent_id!r}")
 
     def agent_out(agent: AgentConfig) -> s.AgentOut:
-        state = daemon.board.agent(agent.interface)
+        state = daemon.agent(agent.interface)
         return s.AgentOut(
             id=agent.id,
             name=agent.name,
@@ -305,10 +310,9 @@ def build_app(daemon: "Daemon") -> FastAPI:
             raise ApiError(422, f"queues: not a queue of this daemon's config: {', '.join(sorted(set(unknown)))}")
         return list(dict.fromkeys(queues))
 
-    def connected_ami() -> Any:
-        if daemon.ami is None or not daemon.ami.connected.is_set():
+    def require_ami() -> None:
+        if not daemon.ami_connected:
             raise ApiError(503, "not logged in to AMI right now")
-        return daemon.ami
 
     @api.get("/agents", response_model=list[s.AgentOut], tags=["agents"])
     async def agents() -> list[s.AgentOut]:
@@ -323,9 +327,8 @@ def build_app(daemon: "Daemon") -> FastAPI:
         """Add the agent to its queues (or the ones given) with AMI QueueAdd."""
         config = agent_config(agent_id)
         queues = known_queues(body.queues if body and body.queues is not None else config.queues)
-        ami = connected_ami()
-        for queue in queues:
-            await ami.queue_add(queue, config.interface, config.id, config.penalty)
+        require_ami()
+        await daemon.agent_login(config.id, queues)
         return agent_out(config)
 
     @api.post("/agents/{agent_id}/logout", response_model=s.AgentOut, tags=["agents"])
@@ -333,11 +336,10 @@ def build_app(daemon: "Daemon") -> FastAPI:
         """Remove the agent from its queues (or the ones given) with AMI QueueRemove."""
         config = agent_config(agent_id)
         given = known_queues(body.queues) if body and body.queues is not None else None
-        ami = connected_ami()
-        state = daemon.board.agent(config.interface)
+        require_ami()
+        state = daemon.agent(config.interface)
         current = sorted(state.queues) if state else list(config.queues)
-        for queue in (given if given is not None else current or config.queues):
-            await ami.queue_remove(queue, config.interface)
+        await daemon.agent_logout(config.id, given if given is not None else current or list(config.queues))
         return agent_out(config)
 
     @api.post("/agents/{agent_id}/pause", response_model=s.AgentOut, tags=["agents"])
@@ -346,20 +348,15 @@ def build_app(daemon: "Daemon") -> FastAPI:
         config = agent_config(agent_id)
         if body.queue:
             known_queues([body.queue])
-        ami = connected_ami()
-        fields = {"Action": "QueuePause", "Interface": config.interface, "Paused": str(body.paused).lower()}
-        if body.queue:
-            fields["Queue"] = body.queue
-        if body.reason:
-            fields["Reason"] = body.reason
-        await ami.action(fields)
+        require_ami()
+        await daemon.agent_pause(config.id, body.paused, body.queue, body.reason)
         return agent_out(config)
 
     @api.get("/agents/{agent_id}/current", response_model=s.ScreenPop, tags=["agents"])
     async def agent_current(agent_id: str) -> s.ScreenPop:
         """Screen pop: the call the agent is on, with the customer and their last contacts."""
         config = agent_config(agent_id)
-        state = daemon.board.agent(config.interface)
+        state = daemon.agent(config.interface)
         # From the moment the phone rings (dialer.screen_pop).
         attempt_id = (state.on_call or state.ringing_for) if state else None
         if attempt_id is None:
@@ -456,8 +453,8 @@ def build_app(daemon: "Daemon") -> FastAPI:
             )
         except DispositionError as exc:
             raise ApiError(422, str(exc)) from None
-        if result.event_id and daemon.webhooks is not None:
-            daemon.webhooks.wake()
+        if result.event_id:
+            daemon.webhooks_due()
         return s.DispositionOut(
             attempt_id=result.attempt_id,
             lead_id=result.lead_id,

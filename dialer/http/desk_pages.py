@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -27,14 +27,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialer.config.campaign_rules import WEEKDAYS, DispositionAction
-from dialer.daemon.campaign_watcher import ControlError
-from dialer.daemon.desk import MONITOR_MODES, PAUSE_REASONS, DeskAgent, DeskCall, DeskRefused
+from dialer.control.campaign_states import ControlError
+from dialer.control.daemon_view import DaemonControl
+from dialer.control.desk_state import MONITOR_MODES, PAUSE_REASONS, DeskAgent, DeskCall, DeskRefused
 from dialer.dispositions import MAX_NOTES, DispositionError, apply_disposition
 from dialer.http.desk_auth import DeskUsersError, Role, Session, check_credentials, read_users
 from dialer.http.wall_figures import campaign_figures
-
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
 
 log = structlog.get_logger("dialer.desk")
 
@@ -192,7 +190,7 @@ _JSON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def desk_router(daemon: "Daemon") -> APIRouter:
+def desk_router(daemon: DaemonControl) -> APIRouter:
     router = APIRouter(tags=["desk"], responses=_JSON_ERRORS)
 
     def desk() -> Any:
@@ -598,7 +596,7 @@ def desk_router(daemon: "Daemon") -> APIRouter:
         async with figures_lock:
             at = figures_cache["at"]
             if at is None or not 0 <= now - at < WALL_CACHE_S:
-                figures_cache["campaigns"] = [await campaign_figures(daemon, n) for n in daemon.controls.known()]
+                figures_cache["campaigns"] = [await campaign_figures(daemon, n) for n in daemon.known_campaigns()]
                 figures_cache["at"] = now
             return list(figures_cache["campaigns"])
 
@@ -680,10 +678,10 @@ def desk_router(daemon: "Daemon") -> APIRouter:
 
     @router.post("/desk/wall/campaigns/{name}/{action}", include_in_schema=False)
     async def wall_control(name: str, action: str, session: WallChange) -> Response:
-        if action not in ("start", "pause", "resume", "stop") or not daemon.controls.exists(name):
+        if action not in ("start", "pause", "resume", "stop") or not daemon.campaign_exists(name):
             return back(session, "/desk/wall", "no such campaign or action")
         try:
-            state = await getattr(daemon.controls, action)(name)
+            state = await getattr(daemon, f"{action}_campaign")(name)
         except ControlError as exc:
             return back(session, "/desk/wall", str(exc))
         log.info("desk.campaign_control", user=session.user, campaign=name, action=action)

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING
 
 import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from dialer.control.daemon_view import DaemonControl
+from dialer.control.startup import StartupError
 from dialer.http.connection_guard import GuardedH11Protocol
-
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
 
 log = structlog.get_logger("dialer.http")
 
 
-class HttpBindError(Exception):
+class HttpBindError(StartupError):
     """The address or port cannot be listened on."""
+
+
+class HttpTokenError(StartupError):
+    """The control API's token is unset, unreadable or weak: no port is opened."""
 
 
 class HttpService:
@@ -80,10 +82,9 @@ class HttpService:
         self._server = None
 
 
-async def start_http(daemon: Daemon) -> HttpService:
-    """Serve the daemon's app on its configured address; a bind failure or an unusable token is a StartupError."""
-    from dialer.daemon.server import StartupError
-    from dialer.http.app import build_app
+async def start_http(daemon: DaemonControl) -> HttpService:
+    """Serve the control API on the configured address; raises HttpTokenError or HttpBindError."""
+    from dialer.http.app import build_app  # FastAPI's app is built only by a daemon that serves it
 
     http = daemon.config.http
     assert http is not None
@@ -92,10 +93,7 @@ async def start_http(daemon: Daemon) -> HttpService:
     try:
         http.resolve_token()
     except (OSError, LookupError) as exc:
-        raise StartupError(f"the control API's token cannot be used: {exc}") from exc
+        raise HttpTokenError(f"the control API's token cannot be used: {exc}") from exc
     service = HttpService(build_app(daemon), http.bind, http.port)
-    try:
-        await service.start()
-    except HttpBindError as exc:
-        raise StartupError(str(exc)) from exc
+    await service.start()
     return service

@@ -9,7 +9,7 @@ from the campaign's runner and the agent board, as /metrics shows them.
 from __future__ import annotations
 
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
@@ -17,15 +17,12 @@ from dialer.core.calling_window import lead_zones
 from dialer.leads.phone_numbers import time_zones
 from dialer.report import build_report
 from dialer.store.schema import call_attempts, customers, leads
-
-if TYPE_CHECKING:
-    from dialer.daemon.campaign_runner import CampaignRunner
-    from dialer.daemon.server import Daemon
+from dialer.control.daemon_view import DaemonView, RunnerView
 
 BUSY_LABELS = {"talking", "ringing", "wrapup"}
 
 
-async def outside_window(daemon: Daemon, runner: CampaignRunner) -> int:
+async def outside_window(daemon: DaemonView, runner: RunnerView) -> int:
     """Attempts dialed when the calling window was closed in the customer's zone (should stay 0).
 
     An attempt whose customer's zone is unknown cannot be judged and is not counted.
@@ -49,10 +46,10 @@ async def outside_window(daemon: Daemon, runner: CampaignRunner) -> int:
     return outside
 
 
-def live_figures(daemon: Daemon, runner: CampaignRunner) -> dict[str, Any]:
+def live_figures(daemon: DaemonView, runner: RunnerView) -> dict[str, Any]:
     counts = runner.live_counts()
     dialing = runner.campaign.dialing
-    members = runner.board.in_queue(runner.campaign.queue)
+    members = daemon.agents_in_queue(runner.campaign.queue)
     busy = sum(1 for a in members if a.label in BUSY_LABELS)
     window = runner.abandon_window.state(daemon.clock(), dialing.abandon_limit)
     wrapups = runner.stats.wrapup_samples()
@@ -73,10 +70,10 @@ def live_figures(daemon: Daemon, runner: CampaignRunner) -> dict[str, Any]:
     }
 
 
-async def campaign_figures(daemon: Daemon, name: str) -> dict[str, Any]:
+async def campaign_figures(daemon: DaemonView, name: str) -> dict[str, Any]:
     assert daemon.store is not None
     runner = daemon.runners.get(name)
-    state = daemon.controls.state(name).value
+    state = daemon.campaign_state(name).value
     if runner is None:
         return {"name": name, "state": state, "report": None, "live": None, "outside_window": 0}
     report = build_report(
