@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dialer.config.loader import (
+from dialer.config.yaml_files import (
     ConfigError,
     ConfigIssue,
     ConfigValidationError,
-    _issue_from_error,
-    _read,
+    issue_from_error,
+    read_document,
     yaml_files_in,
 )
 from dialer.config.yaml_loader import YamlDocument
@@ -38,7 +38,7 @@ def flow_from_document(document: YamlDocument) -> Flow:
         flow = Flow.model_validate(document.data)
     except ValidationError as exc:
         errors = [{**e, "loc": _file_path(document, e["loc"])} for e in exc.errors()]
-        issues = [_issue_from_error(document, e) for e in errors]
+        issues = [issue_from_error(document, e) for e in errors]
         raise ConfigValidationError(sorted(issues, key=lambda issue: issue.line or 0)) from None
     problems = check_flow(flow)
     if problems:
@@ -81,7 +81,7 @@ def _yaml_spellings(part: Any) -> list[Any]:
 
 def load_flow(path: str | Path, *, within: Path | None = None) -> Flow:
     """The flow in `path`; with `within`, a link is followed only inside that directory."""
-    return flow_from_document(_read(Path(path), within=within))
+    return flow_from_document(read_document(Path(path), within=within))
 
 
 def load_flow_dir(directory: str | Path) -> tuple[dict[str, Flow], list[ConfigIssue]]:
