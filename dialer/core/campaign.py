@@ -186,8 +186,20 @@ class CampaignCore:
         `expected_general` are general agents the reserved leases just taken will claim.
         """
         members = view.in_queue(self.settings.general_queue)
-        attempts = self.attempts.values()
-        counts = self.live_counts()
+        # One pass over the attempts: the simulator asks this every tick of every run.
+        ringing: list[float] = []
+        talking: list[float] = []
+        waiting = bridged = 0
+        for a in self.attempts.values():
+            state = a.state
+            if state is State.dialing or state is State.ringing:
+                ringing.append(max(0.0, now - a.dialed_at))
+            elif state is State.up:
+                waiting += 1
+            elif state is State.bridged:
+                bridged += 1
+                if a.bridged_at is not None:
+                    talking.append(max(0.0, now - a.bridged_at))
         snapshot = PacingSnapshot(
             agents_logged_in=len(members),
             agents_free=sum(1 for a in members if a.free),
@@ -199,20 +211,12 @@ class CampaignCore:
                 for a in members
                 if a.wrapup_since is not None and a.busy_since is None
             ),
-            ringing=tuple(max(0.0, now - a.dialed_at) for a in attempts if a.state in _RINGING),
-            waiting_for_agent=counts.waiting,
-            lines_in_use=counts.lines,
-            estimates=self.stats.estimates(
-                self.settings.min_samples,
-                # Talks and rings still going on are censored observations: without them
-                # the first talks to end (the short ones) would pass for all of them.
-                talking=(
-                    max(0.0, now - a.bridged_at)
-                    for a in attempts
-                    if a.state is State.bridged and a.bridged_at is not None
-                ),
-                ringing=(max(0.0, now - a.dialed_at) for a in attempts if a.state in _RINGING),
-            ),
+            ringing=tuple(ringing),
+            waiting_for_agent=waiting,
+            lines_in_use=len(ringing) + waiting + bridged,
+            # Talks and rings still going on are censored observations: without them
+            # the first talks to end (the short ones) would pass for all of them.
+            estimates=self.stats.estimates(self.settings.min_samples, talking=talking, ringing=ringing),
             abandon=self.abandon_window.state(now, self.settings.policy.abandon_limit),
         )
         claims = self.claims()
@@ -224,7 +228,9 @@ class CampaignCore:
             snapshot,
             agents_free=general_free_for_pacing(snapshot.agents_free, claims),
             ringing=tuple(
-                max(0.0, now - a.dialed_at) for a in attempts if a.state in _RINGING and a.id not in self._claims
+                max(0.0, now - a.dialed_at)
+                for a in self.attempts.values()
+                if a.state in _RINGING and a.id not in self._claims
             ),
             waiting_for_agent=max(0, snapshot.waiting_for_agent - sum(1 for a in claimed if a.state is State.up)),
         )
