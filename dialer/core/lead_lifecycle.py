@@ -78,6 +78,20 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class AttemptEndedAsTold:
+    """The attempt holding the lease ended and its caller names the lead's next state, not the rules.
+
+    `done`: closed with `outcome` and no reason; otherwise pending, due at
+    `next_attempt_at` (at once when None). `Store.finish_attempt`'s contract.
+    """
+
+    attempt_id: str
+    outcome: str
+    done: bool
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class NotSent:
     """Asterisk refused the Originate while shutting down: nobody was called; due again at once."""
 
@@ -153,7 +167,10 @@ class RevisitAfterAnswer:
 
 
 LeadEvent = (
-    Leased | AttemptEnded | NotSent | Released | Disposed | CallbackBooked | CalledBack | Revisited | RevisitAfterAnswer
+    Leased
+    | AttemptEnded
+    | AttemptEndedAsTold
+    | NotSent | Released | Disposed | CallbackBooked | CalledBack | Revisited | RevisitAfterAnswer
 )
 
 REOPENING = (Disposed, CallbackBooked, Revisited, RevisitAfterAnswer)
@@ -221,9 +238,8 @@ def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
             _held_by(lead, attempt_id, event)
             attempts = lead.attempts - 1 if fault else lead.attempts
             if isinstance(step, Close):
-                # An empty reason: the caller closed the lead without the rules (Store.finish_attempt).
                 return _done(
-                    lead, attempts=attempts, final_outcome=outcome, final_reason=step.reason or None, by_attempt=attempt_id
+                    lead, attempts=attempts, final_outcome=outcome, final_reason=step.reason, by_attempt=attempt_id
                 )
             priority = PRIORITY_CALLBACK if lead.callback_id else step.priority
             after = replace(
@@ -233,6 +249,19 @@ def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
                 attempts=attempts,
                 next_attempt_at=step.at,
                 priority=priority,
+                final_outcome=None,
+                final_reason=None,
+            )
+            return LeadChange(lead, after)
+        case AttemptEndedAsTold(attempt_id, outcome, done, next_attempt_at):
+            _held_by(lead, attempt_id, event)
+            if done:
+                return _done(lead, attempts=lead.attempts, final_outcome=outcome, final_reason=None, by_attempt=attempt_id)
+            after = replace(
+                lead,
+                state=LeadState.pending,
+                lease_attempt_id=None,
+                next_attempt_at=next_attempt_at,
                 final_outcome=None,
                 final_reason=None,
             )

@@ -22,8 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEnded, Leased, transition
-from dialer.core.retry import Close, Retry
+from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEndedAsTold, Leased, transition
 from dialer.store import lead_transitions, migrate
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
@@ -385,7 +384,7 @@ class Store:
 
         The caller names the lead's next state (`dialer.store.lead_outcomes.finish_with_rules`
         asks the campaign's rules instead): `done` closes it with `outcome` and no reason;
-        `pending` makes it due at `next_attempt_at` (now when None).
+        `pending` makes it due at `next_attempt_at` (at once when None).
         """
         values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
         now = utcnow()
@@ -399,10 +398,8 @@ class Store:
             if held is None:
                 return
             lead_id, lead = held
-            step: Retry | Close = (
-                Close("") if lead_state == "done" else Retry(at=next_attempt_at or now, priority=lead.priority)
-            )
-            await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step), now, lead=lead)
+            told = AttemptEndedAsTold(attempt_id, outcome, done=lead_state == "done", next_attempt_at=next_attempt_at)
+            await lead_transitions.apply(conn, lead_id, told, now, lead=lead)
 
     async def progress(self, campaign_id: int) -> CampaignProgress:
         async with self._read() as conn:

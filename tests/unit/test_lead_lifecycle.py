@@ -20,6 +20,7 @@ from dialer.core.lead_lifecycle import (
     NEW_LEAD,
     REOPENING,
     AttemptEnded,
+    AttemptEndedAsTold,
     CallbackBooked,
     CalledBack,
     Disposed,
@@ -58,6 +59,7 @@ steps = st.one_of(
 events: st.SearchStrategy[LeadEvent] = st.one_of(
     st.builds(Leased, attempt_ids),
     st.builds(AttemptEnded, attempt_ids, outcomes, steps, st.booleans()),
+    st.builds(AttemptEndedAsTold, attempt_ids, outcomes, st.booleans(), st.none() | moments),
     st.builds(NotSent, attempt_ids),
     st.builds(Released, attempt_ids, st.none() | moments),
     st.builds(Released, attempt_ids, st.none(), st.sampled_from(["dnc", "denied"])),
@@ -96,7 +98,7 @@ def test_random_event_sequences_keep_a_lead_consistent(sequence: list[LeadEvent]
             assert lead.state is LeadState.pending, "a lead is never leased twice at once, nor leased while done"
             assert not done_since_reopen, "a done lead is leased only after an event reopens it"
             assert after.attempts == lead.attempts + 1
-        if isinstance(event, AttemptEnded | NotSent | Released):
+        if isinstance(event, AttemptEnded | AttemptEndedAsTold | NotSent | Released):
             assert lead.lease_attempt_id == event.attempt_id, "only the attempt holding the lease ends it"
         if isinstance(event, AttemptEnded):
             assert (after.state is LeadState.pending and after.next_attempt_at is not None) or (
