@@ -268,6 +268,8 @@ class CampaignRunner:
     async def _place(self, lines_left: int, now: float) -> int:
         """Lease and dial up to `lines_left` calls as the core says; returns how many were sent."""
         core = self.core
+        # Before any lease: a dialplan the core refuses must not leave leads leased.
+        dialplan = dialplan_of(self.campaign, self.dialplan_variables)
         view = self.view()
         # Reserved tiers (key accounts) first, one call per agent free for them; then
         # the other tiers as the pacing says (dialer.core.campaign).
@@ -299,7 +301,7 @@ class CampaignRunner:
                 for lease in leases
             ),
             now,
-            dialplan_of(self.campaign, self.dialplan_variables),
+            dialplan,
         )
         for call in placed:
             self.placed += 1
