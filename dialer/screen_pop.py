@@ -4,7 +4,8 @@ The customer (name, tier, value), their last contacts in any campaign and
 how those ended, open callbacks, and the campaign's script. Served by
 `GET /agents/{id}/current`; the same call's tier and customer id also reach
 the agent's phone as SIP headers and CTI integrations as the AMI UserEvent
-`DialerScreenPop` (`dialer.daemon.tier_dialing`).
+`DialerScreenPop` (`screen_pop_event`, sent by `dialer.daemon.tier_dialing` and
+`dialer.inbound`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from dialer.ami.values import header_text
 from dialer.config.models import Campaign
 from dialer.store import tier_store
 from dialer.store.store import Store
@@ -83,3 +85,25 @@ async def for_attempt(store: Store, runner: Any, attempt_id: str) -> dict[str, A
     return await screen_pop(
         store, runner.campaign, attempt.lead_id, tier=info.tier if info else None, routing=routing
     )
+
+
+def screen_pop_event(
+    *, attempt: str, campaign: str, agent_id: str, interface: str, queue: str, tier: str, customer: str, name: str,
+    value: float | None,
+) -> dict[str, str]:
+    """The AMI UserEvent DialerScreenPop for a call ringing an agent (outbound or inbound)."""
+    fields = {
+        "Action": "UserEvent",
+        "UserEvent": "DialerScreenPop",
+        "Attempt": attempt,
+        "Campaign": campaign,
+        "Agent": agent_id,
+        "Interface": interface,
+        "Queue": queue,
+        "Tier": tier,
+        "Customer": customer,
+        "Name": name,
+        "Value": "" if value is None else str(value),
+    }
+    # The customer's name and ids are lead data: made fit for AMI, never refused.
+    return {k: header_text(v) for k, v in fields.items()}

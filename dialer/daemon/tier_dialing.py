@@ -18,8 +18,9 @@ from typing import Any
 import structlog
 
 from dialer.ami.errors import AmiError
-from dialer.ami.values import header_text, variable_text
+from dialer.ami.values import variable_text
 from dialer.pbx.protocol import Pbx
+from dialer.screen_pop import screen_pop_event
 from dialer.config.models import Campaign
 from dialer.config.tiers import DEFAULT_TIERS, TierConfig, contact_rules, ladder
 from dialer.core import records as r
@@ -54,28 +55,6 @@ class DialInfo:
     routing: Routing
     customer: tier_store.CustomerInfo | None
     reserved: bool
-
-
-def screen_pop_event(
-    *, attempt: str, campaign: str, agent_id: str, interface: str, queue: str, tier: str, customer: str, name: str,
-    value: float | None,
-) -> dict[str, str]:
-    """The AMI UserEvent DialerScreenPop for a call ringing an agent (outbound or inbound)."""
-    fields = {
-        "Action": "UserEvent",
-        "UserEvent": "DialerScreenPop",
-        "Attempt": attempt,
-        "Campaign": campaign,
-        "Agent": agent_id,
-        "Interface": interface,
-        "Queue": queue,
-        "Tier": tier,
-        "Customer": customer,
-        "Name": name,
-        "Value": "" if value is None else str(value),
-    }
-    # The customer's name and ids are lead data: made fit for AMI, never refused.
-    return {k: header_text(v) for k, v in fields.items()}
 
 
 def tier_rules(campaign: Campaign, ladder: TierLadder) -> TierRules:

@@ -35,9 +35,8 @@ from dialer.core.agents import AgentBoard
 from dialer.core.inbound import UNKNOWN, inbound_route
 from dialer.core.reconcile import LiveChannel
 from dialer.core.routing import QueueAgents, Routing
-from dialer.daemon.tier_dialing import screen_pop_event
 from dialer.inbound.recognition import DidIndex, caller_forms, caller_number
-from dialer.screen_pop import screen_pop
+from dialer.screen_pop import screen_pop, screen_pop_event
 from dialer.store import inbound_calls
 from dialer.store.store import Store
 
