@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 
 from dialer.config.models import Campaign
 from dialer.core.dispositions import DispositionAction, DispositionRefused, decide
+from dialer.core.lead_lifecycle import IllegalTransition
 from dialer.core.records import DispositionRequested
 from dialer.store import callbacks as callback_store
 from dialer.store import lead_transitions, webhook_outbox
@@ -133,16 +134,19 @@ async def apply_disposition(
             )
             callback_id = None
             if decision.callback_at is not None:
-                callback_id = await callback_store.schedule(
-                    conn,
-                    lead_id=attempt.lead_id,
-                    campaign_id=attempt.campaign_id,
-                    phone=attempt.phone,
-                    due_at=decision.callback_at,
-                    agent_id=agent or attempt.agent_id,
-                    requested_by=attempt.id,
-                    now=now,
-                )
+                try:
+                    callback_id = await callback_store.schedule(
+                        conn,
+                        lead_id=attempt.lead_id,
+                        campaign_id=attempt.campaign_id,
+                        phone=attempt.phone,
+                        due_at=decision.callback_at,
+                        agent_id=agent or attempt.agent_id,
+                        requested_by=attempt.id,
+                        now=now,
+                    )
+                except IllegalTransition as exc:
+                    raise DispositionError(f"lead {attempt.lead_id}: {exc}; try again") from None
             if decision.add_to_dnc:
                 listed = (
                     await conn.execute(
@@ -160,8 +164,11 @@ async def apply_disposition(
                             added_at=_naive_utc(now),
                         )
                     )
-            if decision.lead_event is not None:
-                await lead_transitions.apply(conn, attempt.lead_id, decision.lead_event, now, lead=lead)
+            try:
+                if decision.lead_event is not None:
+                    await lead_transitions.apply(conn, attempt.lead_id, decision.lead_event, now, lead=lead)
+            except IllegalTransition as exc:
+                raise DispositionError(f"lead {attempt.lead_id}: {exc}; try again") from None
             # In this same transaction: a disposition is never committed without its webhook
             # deliveries, nor they without it.
             event_id = await webhook_outbox.enqueue(

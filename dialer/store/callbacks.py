@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, insert, select, true, update
+from sqlalchemy import ColumnElement, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialer.core.lead_lifecycle import CallbackBooked, IllegalTransition, may_book_callback
@@ -71,7 +71,12 @@ async def schedule(
     )
     callback_id = result.inserted_primary_key[0]
     event = CallbackBooked(callback_id, due_at, attempt_id=requested_by)
-    await lead_transitions.apply(conn, lead_id, event, now, lead=lead)
+    try:
+        await lead_transitions.apply(conn, lead_id, event, now, lead=lead)
+    except lead_transitions.StaleLead:
+        # The caller may go on with its transaction: no callback without its lead.
+        await conn.execute(delete(callbacks).where(callbacks.c.id == callback_id))
+        raise
     await conn.execute(
         update(callbacks)
         .where(callbacks.c.lead_id == lead_id, callbacks.c.state.in_(OPEN_STATES), callbacks.c.id != callback_id)

@@ -7,6 +7,7 @@ read what it needs and write its answer, each in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,7 +88,10 @@ async def finish_with_rules(
         else:
             step = after_attempt(outcome, lead.attempts, now, rules)
         # A fault gives back the attempt the lease counted: the customer never said no.
-        await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step, fault), now, lead=lead)
+        try:
+            await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step, fault), now, lead=lead)
+        except lead_transitions.StaleLead:
+            return None  # a disposition took the lead between the read and the write
         return step
 
 
@@ -110,7 +114,8 @@ async def release_unsent(
         if held is not None:
             lead_id, lead = held
             event = Released(attempt_id, until=next_attempt_at, final_reason=final_reason)
-            await lead_transitions.apply(conn, lead_id, event, utcnow(), lead=lead)
+            with contextlib.suppress(lead_transitions.StaleLead):  # another writer already moved the lead on
+                await lead_transitions.apply(conn, lead_id, event, utcnow(), lead=lead)
 
 
 async def open_attempts(store: Store) -> list[OpenAttempt]:
@@ -153,4 +158,5 @@ async def not_sent(store: Store, attempt_id: str, *, now: datetime) -> None:
         held = await lead_transitions.leased_by(conn, attempt_id)
         if held is not None:
             lead_id, lead = held
-            await lead_transitions.apply(conn, lead_id, NotSent(attempt_id), now, lead=lead)
+            with contextlib.suppress(lead_transitions.StaleLead):  # another writer already moved the lead on
+                await lead_transitions.apply(conn, lead_id, NotSent(attempt_id), now, lead=lead)

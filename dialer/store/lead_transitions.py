@@ -15,12 +15,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialer.core.lead_lifecycle import LEAD_COLUMNS, Lead, LeadChange, LeadEvent, LeadState, transition
+from dialer.core.lead_lifecycle import LEAD_COLUMNS, IllegalTransition, Lead, LeadChange, LeadEvent, LeadState, transition
 from dialer.store.schema import callbacks, leads
 
 
-class StaleLead(RuntimeError):
-    """The lead changed between its read and the write: nothing was written."""
+class StaleLead(IllegalTransition):
+    """The lead changed between its read and the write: nothing was written.
+
+    An IllegalTransition too: the event was meant for a lead that is no longer there.
+    """
 
 
 def _column_time(moment: datetime) -> datetime:

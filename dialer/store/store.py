@@ -7,6 +7,7 @@ errors are translated to `StoreError` at this boundary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -399,7 +400,8 @@ class Store:
                 return
             lead_id, lead = held
             told = AttemptEndedAsTold(attempt_id, outcome, done=lead_state == "done", next_attempt_at=next_attempt_at)
-            await lead_transitions.apply(conn, lead_id, told, now, lead=lead)
+            with contextlib.suppress(lead_transitions.StaleLead):  # another writer already moved the lead on
+                await lead_transitions.apply(conn, lead_id, told, now, lead=lead)
 
     async def progress(self, campaign_id: int) -> CampaignProgress:
         async with self._read() as conn:

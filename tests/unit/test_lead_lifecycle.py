@@ -323,3 +323,21 @@ def test_adoption_only_moves_an_attempt_forward_and_dates_what_it_missed() -> No
     assert bridged.changes == {"state": "bridged", "answered_at": 130.0, "bridged_at": 130.0}
     assert bridged.agent_interface == "PJSIP/agent1"
     assert closing(Vanished("a2", "interrupted", cut_short=True), 140.0) == {"ended_at": 140.0, "cut_short": True}
+
+
+async def test_a_writer_that_lost_the_lead_to_another_changes_nothing(store: Store) -> None:
+    # The lead moves on between a writer's read and its write (another connection, on a
+    # database where that can happen): the attempt's end leaves the lead as the other left it.
+    campaign_id, lead_id = await new_lead(store, "lost")
+    [lease] = await store.lease_due_leads(campaign_id, 1, NOW)
+    async with store._write() as conn:
+        held = await lead_transitions.leased_by(conn, lease.attempt_id)
+        assert held is not None
+        await lead_transitions.apply(conn, lead_id, Disposed(lease.attempt_id, final_outcome="answered",
+                                                             final_reason="sale"), NOW)
+        with pytest.raises(IllegalTransition):
+            await lead_transitions.apply(
+                conn, lead_id, AttemptEnded(lease.attempt_id, "busy", Retry(NOW, 0)), NOW, lead=held[1]
+            )
+        after = await lead_transitions.read(conn, lead_id)
+    assert after is not None and (after.state, after.final_reason) == (LeadState.done, "sale")
