@@ -106,7 +106,8 @@ class _Phone:
     answer_after: float
     registered: bool = True
     call: _Call | None = None  # ringing or bridged with this call
-    idle_since: float = 0.0
+    idle_since: float = 0.0  # loop time, for the longest-idle strategy
+    last_call: float = 0.0  # the clock's time, for QueueStatus' LastCall
 
 
 @dataclass
@@ -127,7 +128,7 @@ class _Call:
     leg: _Leg
     caller_id: str
     originate_channel: str
-    phase: str = "dialing"  # dialing, amd, queued, ringing_agent, bridged, message, done
+    phase: str = "queued_for_dial"  # then dialing, amd, queued, ringing_agent, bridged, message, done
     answered_at: float | None = None
     queue: str = ""
     joined_at: float = 0.0
@@ -166,6 +167,8 @@ class SimulatedPbx:
         ping_interval: float = 10.0,
         queue_retry: float = 0.0,
         abandon_message_seconds: float = 4.0,
+        amd_seconds: tuple[float, float] = (2.0, 3.5),
+        machine_message_seconds: tuple[float, float] = (3.0, 6.0),
         system_name: str = "sim",
     ) -> None:
         """`agents`: interface -> seconds the phone takes to answer (or just interfaces: 0.5 s)."""
@@ -180,6 +183,9 @@ class SimulatedPbx:
         self.ping_interval = ping_interval
         self.queue_retry = queue_retry
         self.abandon_message_seconds = abandon_message_seconds
+        self.amd_seconds = amd_seconds
+        """AMD() listens this long (uniform between the two) before its verdict."""
+        self.machine_message_seconds = machine_message_seconds
         self.system_name = system_name
         self._clock = clock
         self._wanted = wanted_events
@@ -527,7 +533,7 @@ class SimulatedPbx:
             "Membership": "dynamic",
             "Penalty": str(member.penalty),
             "CallsTaken": str(len(self.bridged.get(member.interface, []))),
-            "LastCall": str(int(phone.idle_since)),
+            "LastCall": str(int(phone.last_call)),
             "InCall": "1" if in_call else "0",
             "Status": str(self._status_of(member.interface)),
             "Paused": "1" if member.paused else "0",
@@ -647,6 +653,7 @@ class SimulatedPbx:
         return self.scenario.get(number, Customer("no_answer", after=3600.0))
 
     def _dial(self, call: _Call, endpoint: str, timeout: float) -> None:
+        call.phase = "dialing"
         self.dial_log.append(Dialed(self._stamp(), call.number, call.attempt_id))
         self._channel_event("Newchannel", call.leg, call, {"Exten": call.number, "Context": "dialer-outbound"})
         self._emit({"Event": "DialBegin", **self._dest_fields(call.leg, call), "DialString": f"{call.number}@{endpoint}"})
@@ -688,7 +695,7 @@ class SimulatedPbx:
         if call.variables.get("DIALER_AMD") == "1":
             call.phase = "amd"
             call.leg.application = "AMD"
-            self._later(call, self._jitter(2.0, 3.5), self._amd, call)
+            self._later(call, self._jitter(*self.amd_seconds), self._amd, call)
         else:
             self._route(call)
         # After the dialplan's first steps, as Asterisk reports it (even after AgentCalled).
@@ -705,7 +712,7 @@ class SimulatedPbx:
         self._user_event(call, "DialerMachine", {"Action": action})
         message = action == "leave_message" and bool(call.variables.get("DIALER_MACHINE_MSG"))
         call.phase = "message"
-        self._later(call, self._jitter(3.0, 6.0) if message else 0.01, self._end_alone, call)
+        self._later(call, self._jitter(*self.machine_message_seconds) if message else 0.01, self._end_alone, call)
 
     def _route(self, call: _Call) -> None:
         agent = call.variables.get("DIALER_AGENT", "")
@@ -860,6 +867,7 @@ class SimulatedPbx:
             intervals[-1].end = self._stamp()
         phone.call = None
         phone.idle_since = self._now()
+        phone.last_call = self._stamp()
         self._member_status(phone.interface)
         self._dispatch_soon()
 
@@ -868,6 +876,10 @@ class SimulatedPbx:
         phone, leg = call.agent, call.agent_leg
         shutdown = {"Cause": str(_SHUTDOWN)}
         hangups: list[tuple[_Call, _Leg, int]] = []
+        if call.phase == "queued_for_dial":
+            # Accepted but no channel made yet: it fails with no channel to hang up.
+            self._originate_response(call, False, 0)
+            return []
         if call.phase == "dialing":
             self._originate_response(call, False, 0)
             self._channel_event("SoftHangupRequest", call.leg, call, shutdown)
@@ -921,7 +933,7 @@ class SimulatedPbx:
         reply: list[dict[str, str]] = [{"Response": "Success", "EventList": "start", "Message": "Channels will follow"}]
         for call in self._calls.values():
             for leg in (call.leg, call.agent_leg):
-                if leg is None:
+                if leg is None or call.phase == "queued_for_dial":
                     continue
                 reply.append({
                     "Event": "CoreShowChannel", **self._channel_fields(leg, call),
