@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from dialer.config.models import Campaign
 from dialer.core.dispositions import DispositionAction, DispositionRefused, decide
-from dialer.core.lead_lifecycle import IllegalTransition
+from dialer.core.lead_lifecycle import IllegalTransition, held_by_another
 from dialer.core.records import DispositionRequested
 from dialer.store import callbacks as callback_store
 from dialer.store import lead_transitions, webhook_outbox
@@ -120,7 +120,7 @@ async def apply_disposition(
             action = decision.action
             lead = await lead_transitions.read(conn, attempt.lead_id)
             assert lead is not None  # an attempt's lead is never deleted
-            if lead.lease_attempt_id not in (None, attempt.id):
+            if held_by_another(lead, attempt.id):
                 raise DispositionError(
                     f"lead {attempt.lead_id} is being called again (attempt {lead.lease_attempt_id})"
                 )

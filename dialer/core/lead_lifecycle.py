@@ -198,12 +198,13 @@ class LeadChange:
         }
 
 
-def may_book_callback(lead: Lead, attempt_id: str | None) -> bool:
-    """Whether a callback booked on `attempt_id` (None: not on an outbound attempt) may take the lead.
+def held_by_another(lead: Lead, attempt_id: str | None) -> bool:
+    """Whether an attempt other than `attempt_id` (None: no outbound attempt) holds the lead.
 
-    Not while another attempt holds it: that call's own end decides the lead.
+    A disposition or a callback on `attempt_id` may then not take the lead: the
+    other call's own end decides it.
     """
-    return lead.lease_attempt_id is None or lead.lease_attempt_id == attempt_id
+    return lead.lease_attempt_id is not None and lead.lease_attempt_id != attempt_id
 
 
 def _held_by(lead: Lead, attempt_id: str, event: object) -> None:
@@ -283,7 +284,7 @@ def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
             )
             return LeadChange(lead, after)
         case Disposed(attempt_id, retry_at, final_outcome, final_reason):
-            if lead.lease_attempt_id not in (None, attempt_id):
+            if held_by_another(lead, attempt_id):
                 raise IllegalTransition(f"lead is being called again (attempt {lead.lease_attempt_id})")
             if retry_at is None:
                 return _done(
@@ -304,7 +305,7 @@ def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
             )
             return LeadChange(lead, after, closes_callback=lead.callback_id, by_attempt=attempt_id)
         case CallbackBooked(callback_id, due_at, attempt_id):
-            if not may_book_callback(lead, attempt_id):
+            if held_by_another(lead, attempt_id):
                 raise IllegalTransition(f"lead is being called again (attempt {lead.lease_attempt_id})")
             after = Lead(
                 LeadState.pending, attempts=0, next_attempt_at=due_at, priority=PRIORITY_CALLBACK, callback_id=callback_id

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialer.core.lead_lifecycle import CallbackBooked, IllegalTransition, may_book_callback
+from dialer.core.lead_lifecycle import CallbackBooked, IllegalTransition, held_by_another
 from dialer.store import lead_transitions
 from dialer.store.schema import callbacks, campaigns
 from dialer.store.store import Store, _naive_utc
@@ -54,7 +54,7 @@ async def schedule(
     lead = await lead_transitions.read(conn, lead_id)
     if lead is None:
         raise LookupError(f"no lead {lead_id}")
-    if not may_book_callback(lead, requested_by):
+    if held_by_another(lead, requested_by):
         # Before the callback row: the caller's transaction is left as it was.
         raise IllegalTransition(f"lead {lead_id} is being called (attempt {lead.lease_attempt_id})")
     result = await conn.execute(

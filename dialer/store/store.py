@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEndedAsTold, Leased, transition
+from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEndedAsTold, Leased, LeadState, transition
 from dialer.store import lead_transitions, migrate
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
@@ -328,7 +328,7 @@ class Store:
                     .join(customers, customers.c.id == leads.c.customer_id)
                     .where(
                         leads.c.campaign_id == campaign_id,
-                        leads.c.state == "pending",
+                        leads.c.state == LeadState.pending.value,
                         (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= now),
                         *(tiers.where() if tiers else ()),
                     )

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from dialer.core.contact_policy import PastAttempt
-from dialer.core.lead_lifecycle import IllegalTransition, RevisitAfterAnswer
+from dialer.core.lead_lifecycle import IllegalTransition, LeadState, RevisitAfterAnswer
 from dialer.core.outcomes import NOT_PLACED
 from dialer.core.tiers import TierLadder, value_tiers
 from dialer.store import lead_transitions
@@ -255,7 +255,7 @@ async def count_due(store: Store, campaign_id: int, until: datetime, tiers: Leas
                 .join(customers, customers.c.id == leads.c.customer_id)
                 .where(
                     leads.c.campaign_id == campaign_id,
-                    leads.c.state == "pending",
+                    leads.c.state == LeadState.pending.value,
                     (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= moment),
                     *tiers.where(),
                 )
