@@ -1,4 +1,4 @@
-"""The control API over a daemon with a real store and a fake AMI."""
+"""The control API over a daemon with a real store on the simulated PBX."""
 
 from __future__ import annotations
 
@@ -160,6 +160,16 @@ async def test_agents_log_in_out_and_pause_through_ami(client: httpx.AsyncClient
     offline = await client.post("/agents/agent1/login", headers=AUTH)
     assert offline.status_code == 503
     assert offline.json()["message"] == "not logged in to AMI right now"
+
+
+async def test_pausing_an_agent_asterisk_has_in_no_queue_is_refused_not_unavailable(
+    client: httpx.AsyncClient, daemon: Daemon
+) -> None:
+    assert (await client.post("/agents/agent1/logout", headers=AUTH)).status_code == 200
+    # Asterisk answers QueuePause with an error: the agent's state, not an AMI outage.
+    refused = await client.post("/agents/agent1/pause", headers=AUTH, json={})
+    assert refused.status_code == 409
+    assert refused.json()["message"] == "AMI: QueuePause: Interface not found"
 
 
 async def test_screen_pop_shows_the_agents_call_and_customer(client: httpx.AsyncClient, daemon: Daemon) -> None:
