@@ -22,7 +22,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from panoramisk import Manager
@@ -38,9 +38,25 @@ from dialer.ami.errors import (
     AmiUnsafeValue,
 )
 from dialer.ami.values import interface_problem, problem_in_header_value, problems_in_fields, variable_problem
-from dialer.config.models import AmiServer
 
 log = structlog.get_logger("dialer.ami")
+
+
+class AmiServer(Protocol):
+    """Where and how to log in: what the gateway reads of `dialer.config.models.AmiServer`.
+
+    A protocol, so the AMI layer needs nothing from the config package (which builds on
+    `dialer.ami.values` for its own checks).
+    """
+
+    host: str
+    port: int
+    username: str
+    connect_timeout: float
+    action_timeout: float
+    ping_interval: float
+
+    def resolve_secret(self) -> str: ...
 
 OnLogin = Callable[[], Awaitable[None]]
 
