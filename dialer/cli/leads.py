@@ -22,7 +22,7 @@ from dialer.cli.context import CommandError, add_config_argument, fail, read_cam
 from dialer.config.models import Campaign
 from dialer.config.tiers import TierConfig
 from dialer.leads.csv_import import LeadRow, parse_leads_csv
-from dialer.leads.tier_import import tier_summary, tiers_after_import
+from dialer.store.tier_import import tier_summary, tiers_after_import
 from dialer.store import store as store_module
 from dialer.store.store import ImportSummary, Store, StoreError
 

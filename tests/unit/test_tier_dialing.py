@@ -23,7 +23,7 @@ from dialer.core.agents import AgentBoard
 from dialer.core.attempt import Attempt, State
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.leads.csv_import import LeadRow
-from dialer.leads.tier_import import tiers_after_import
+from dialer.store.tier_import import tiers_after_import
 from dialer.pbx.simulated import SimulatedPbx
 from dialer.report import build_report
 from dialer.screen_pop import screen_pop
