@@ -44,6 +44,44 @@ class CampaignDialplan:
             raise ValueError(f"not a media variable of the dialplan: {', '.join(sorted(unknown))}")
 
 
+def routing_variables(routing: Routing) -> dict[str, str]:
+    """The variables of a tier routing for `[dialer-outbound]` (the inbound route's
+    answer to `[dialer-inbound]` carries the same ones)."""
+    return {
+        "DIALER_QUEUE": routing.queue,
+        "DIALER_PRIORITY": str(routing.priority),
+        "DIALER_AGENT_WAIT": str(routing.timeout),
+        "DIALER_FALLBACK_QUEUE": routing.fallback_queue or "",
+        "DIALER_FALLBACK_PRIORITY": str(routing.fallback_priority),
+        "DIALER_FALLBACK_WAIT": str(routing.fallback_timeout),
+        "DIALER_TIER": routing.tier,
+    }
+
+
+def media_variables(
+    *,
+    abandon_message: str | None = None,
+    ivr_flow: str | None = None,
+    amd_parameters: str | None = None,
+    on_machine: str = "",
+    machine_message: str | None = None,
+) -> dict[str, str]:
+    """A campaign's media part (`CampaignDialplan.media`): the rendered abandon message,
+    the IVR flow, and AMD (on when `amd_parameters` is given) with what to do on a machine."""
+    out: dict[str, str] = {}
+    if abandon_message is not None:
+        out["DIALER_ABANDON_MSG"] = abandon_message
+    if ivr_flow:
+        out["DIALER_IVR"] = ivr_flow
+    if amd_parameters is not None:
+        out["DIALER_AMD"] = "1"
+        out["DIALER_AMD_PARAMS"] = amd_parameters
+        out["DIALER_ON_MACHINE"] = on_machine
+        if machine_message is not None:
+            out["DIALER_MACHINE_MSG"] = machine_message
+    return out
+
+
 def originate_variables(
     attempt_id: str,
     dialplan: CampaignDialplan,
@@ -66,16 +104,8 @@ def originate_variables(
         "DIALER_ABANDON_MSG": dialplan.abandon_message,
     }
     if routing is not None:
-        variables.update(
-            DIALER_QUEUE=routing.queue,
-            DIALER_PRIORITY=str(routing.priority),
-            DIALER_AGENT_WAIT=str(routing.timeout),
-            DIALER_FALLBACK_QUEUE=routing.fallback_queue or "",
-            DIALER_FALLBACK_PRIORITY=str(routing.fallback_priority),
-            DIALER_FALLBACK_WAIT=str(routing.fallback_timeout),
-            DIALER_TIER=routing.tier,
-            DIALER_CUSTOMER=customer,
-        )
+        variables.update(routing_variables(routing))
+        variables["DIALER_CUSTOMER"] = customer
     variables.update(dialplan.media)
     if callback_agent:
         variables["DIALER_AGENT"] = callback_agent

@@ -5,7 +5,7 @@ A tier with dedicated agents goes to their queue first and, after
 raised priority. When no dedicated agent is logged in, or none is free, the
 call goes to the general queue at once: a key customer is never left waiting
 for agents who are away. The dialplan performs the decision (two `Queue()`
-calls, `asterisk-conf/README.md`); the daemon passes it as Originate variables.
+calls, `asterisk-conf/README.md`); the daemon passes it as Originate variables (`dialer.core.originate`).
 """
 
 from __future__ import annotations
@@ -51,18 +51,6 @@ class Routing:
     @property
     def dedicated(self) -> bool:
         return self.reason == "dedicated"
-
-    def variables(self) -> dict[str, str]:
-        """Originate variables for `[dialer-outbound]`."""
-        return {
-            "DIALER_QUEUE": self.queue,
-            "DIALER_PRIORITY": str(self.priority),
-            "DIALER_AGENT_WAIT": str(self.timeout),
-            "DIALER_FALLBACK_QUEUE": self.fallback_queue or "",
-            "DIALER_FALLBACK_PRIORITY": str(self.fallback_priority),
-            "DIALER_FALLBACK_WAIT": str(self.fallback_timeout),
-            "DIALER_TIER": self.tier,
-        }
 
 
 def route(

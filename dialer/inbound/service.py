@@ -34,6 +34,7 @@ from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.core.inbound import UNKNOWN, inbound_route
 from dialer.core.reconcile import LiveChannel
+from dialer.core.originate import routing_variables
 from dialer.core.routing import QueueAgents, Routing
 from dialer.inbound.recognition import DidIndex, caller_forms, caller_number
 from dialer.screen_pop import screen_pop, screen_pop_event
@@ -196,7 +197,7 @@ class InboundService:
             "DIALER_INBOUND_ID": call.id,
             "DIALER_ATTEMPT": call.id,
             "DIALER_CAMPAIGN": campaign.name,
-            **routing.variables(),
+            **routing_variables(routing),
             "DIALER_CUSTOMER": customer,
             "DIALER_ANSWERS": (known.answers_attempt or "") if known else "",
             **self._no_agent_variables(campaign),

@@ -20,6 +20,7 @@ from panoramisk import fast_agi
 
 from dialer.ami.values import check_sound
 from dialer.config.models import Campaign, DialerConfig
+from dialer.core.originate import media_variables
 from dialer.ivr.agi_server import GuardedApplication
 from dialer.ivr.flow import Flow, TextPrompt
 from dialer.ivr.loader import load_flow_dir
@@ -107,23 +108,23 @@ class IvrService:
 
     def variables(self, campaign: Campaign) -> dict[str, str]:
         """Channel variables for the Originate of a call of `campaign`."""
-        out: dict[str, str] = {}
+        abandon = None
         if campaign.abandon_text:
             # A text added by a reload after start is not rendered yet: keep the sound name.
-            if campaign.abandon_text in self.messages:
-                out["DIALER_ABANDON_MSG"] = self.messages[campaign.abandon_text]
-            else:
+            abandon = self.messages.get(campaign.abandon_text)
+            if abandon is None:
                 log.warning("ivr.message_not_rendered", campaign=campaign.name, what="abandon_text")
-        if campaign.ivr:
-            out["DIALER_IVR"] = campaign.ivr
         amd = campaign.amd
-        if amd.enabled:
-            out["DIALER_AMD"] = "1"
-            out["DIALER_AMD_PARAMS"] = amd.parameters.argument()
-            out["DIALER_ON_MACHINE"] = amd.on_machine.value
-            if amd.on_machine is OnMachine.leave_message and amd.message in self.messages:
-                out["DIALER_MACHINE_MSG"] = self.messages[amd.message]
-        return out
+        machine = None
+        if amd.on_machine is OnMachine.leave_message and amd.message in self.messages:
+            machine = self.messages[amd.message]
+        return media_variables(
+            abandon_message=abandon,
+            ivr_flow=campaign.ivr,
+            amd_parameters=amd.parameters.argument() if amd.enabled else None,
+            on_machine=amd.on_machine.value,
+            machine_message=machine,
+        )
 
     async def start(
         self,

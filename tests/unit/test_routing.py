@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dialer.core.originate import routing_variables
 from dialer.core.routing import QueueAgents, Routing, TierRoute, route
 from dialer.core.tier_pacing import Claims, general_free_for_pacing, reserved_room
 
@@ -26,7 +27,7 @@ def test_key_goes_to_free_dedicated_agents_first_then_the_general_queue() -> Non
         "key", "key-accounts", 10, 1, fallback_queue="sales", fallback_priority=20, fallback_timeout=29,
         reason="dedicated",
     )
-    assert decision.variables() == {
+    assert routing_variables(decision) == {
         "DIALER_QUEUE": "key-accounts",
         "DIALER_PRIORITY": "10",
         "DIALER_AGENT_WAIT": "1",
