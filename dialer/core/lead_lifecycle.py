@@ -227,12 +227,16 @@ def _done(
 
 
 def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
-    """The lead after `event` at `now`; raises IllegalTransition when the event does not apply."""
-    del now  # every event carries its own times; kept so a rule may depend on the hour later
+    """The lead after `event` at `now`; raises IllegalTransition when the event does not apply.
+
+    `now` and the lead's times are both aware or both naive UTC (the store's).
+    """
     match event:
         case Leased(attempt_id):
             if lead.state is not LeadState.pending:
                 raise IllegalTransition(f"Leased: lead is {lead.state.value}, not pending")
+            if lead.next_attempt_at is not None and lead.next_attempt_at > now:
+                raise IllegalTransition(f"Leased: lead is not due before {lead.next_attempt_at.isoformat()}")
             after = replace(lead, state=LeadState.leased, lease_attempt_id=attempt_id, attempts=lead.attempts + 1)
             return LeadChange(lead, after)
         case AttemptEnded(attempt_id, outcome, step, fault):

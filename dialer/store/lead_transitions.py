@@ -110,7 +110,8 @@ async def apply(
 ) -> LeadChange:
     """Apply `event` to the lead in the caller's transaction and return the change written.
 
-    `lead` is the view the caller already read (saves a query). Raises
+    `lead` is the view the caller already read (saves a query); times in it
+    are naive UTC as stored, and `now` is compared as such. Raises
     `IllegalTransition` (the event does not apply), `StaleLead` (the lead
     moved since `lead` was read) or LookupError (no such lead).
     """
@@ -118,6 +119,6 @@ async def apply(
         lead = await read(conn, lead_id)
         if lead is None:
             raise LookupError(f"no lead {lead_id}")
-    change = transition(lead, event, now)
+    change = transition(lead, event, _column_time(now))
     await write(conn, lead_id, change, now)
     return change

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -46,19 +47,25 @@ from dialer.store.store import Store
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
 ATTEMPTS = ("a1", "a2", "a3")
+HOLDER = "holder"
+"""Stands for the attempt that holds the lease when the event comes (a fresh id when none does)."""
 
 # -- random event sequences -----------------------------------------------------
 
 moments = st.integers(0, 72 * 60).map(lambda minutes: NOW + timedelta(minutes=minutes))
-attempt_ids = st.sampled_from(ATTEMPTS)
+attempt_ids = st.sampled_from((HOLDER, HOLDER, *ATTEMPTS))
 outcomes = st.sampled_from(["busy", "no_answer", "answered", "abandoned", "interrupted", "failed"])
 steps = st.one_of(
     st.builds(Retry, at=moments, priority=st.sampled_from([0, PRIORITY_ABANDONED])),
     st.builds(Close, reason=st.sampled_from(["answered", "max_attempts_busy", "failed"])),
 )
-events: st.SearchStrategy[LeadEvent] = st.one_of(
-    st.builds(Leased, attempt_ids),
+leases = st.builds(Leased, attempt_ids)
+ends = st.one_of(
     st.builds(AttemptEnded, attempt_ids, outcomes, steps, st.booleans()),
+    st.builds(AttemptEnded, attempt_ids, st.just("answered"), st.just(Close("answered"))),
+)
+# Leases and attempt ends are drawn more often: most events need a lead that is leased.
+kinds = [leases] * 4 + [ends] * 4 + [
     st.builds(AttemptEndedAsTold, attempt_ids, outcomes, st.booleans(), st.none() | moments),
     st.builds(NotSent, attempt_ids),
     st.builds(Released, attempt_ids, st.none() | moments),
@@ -69,8 +76,17 @@ events: st.SearchStrategy[LeadEvent] = st.one_of(
     st.builds(CalledBack, st.just("called_back")),
     st.builds(Revisited, moments),
     st.builds(RevisitAfterAnswer, moments),
-)
-sequences = st.lists(events, min_size=1, max_size=40)
+]
+events: st.SearchStrategy[LeadEvent] = st.sampled_from(kinds).flatmap(lambda kind: kind)
+# Each event with the minutes the clock moved on before it.
+sequences = st.lists(st.tuples(events, st.integers(0, 600)), min_size=1, max_size=40)
+_fresh = count(1)
+
+
+def resolved(event: LeadEvent, lead: Lead) -> LeadEvent:
+    if getattr(event, "attempt_id", None) != HOLDER:
+        return event
+    return replace(event, attempt_id=lead.lease_attempt_id or f"n{next(_fresh)}")  # type: ignore[arg-type]
 
 
 def check_consistent(lead: Lead) -> None:
@@ -82,20 +98,24 @@ def check_consistent(lead: Lead) -> None:
         assert lead.final_outcome is None and lead.final_reason is None, lead
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(sequences)
-def test_random_event_sequences_keep_a_lead_consistent(sequence: list[LeadEvent]) -> None:
+def test_random_event_sequences_keep_a_lead_consistent(sequence: list[tuple[LeadEvent, int]]) -> None:
     lead = NEW_LEAD
     done_since_reopen = False
-    for event in sequence:
+    now = NOW
+    for drawn, minutes in sequence:
+        now += timedelta(minutes=minutes)
+        event = resolved(drawn, lead)
         try:
-            change = transition(lead, event, NOW)
+            change = transition(lead, event, now)
         except IllegalTransition:
             continue
         assert change.before == lead
         after = change.after
         if isinstance(event, Leased):
             assert lead.state is LeadState.pending, "a lead is never leased twice at once, nor leased while done"
+            assert lead.next_attempt_at is None or lead.next_attempt_at <= now, "a lead is leased only when due"
             assert not done_since_reopen, "a done lead is leased only after an event reopens it"
             assert after.attempts == lead.attempts + 1
         if isinstance(event, AttemptEnded | AttemptEndedAsTold | NotSent | Released):
@@ -214,21 +234,26 @@ def naive(lead: Lead) -> Lead:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequences)
-async def test_the_store_writes_the_row_the_pure_function_says(store: Store, sequence: list[LeadEvent]) -> None:
+async def test_the_store_writes_the_row_the_pure_function_says(
+    store: Store, sequence: list[tuple[LeadEvent, int]]
+) -> None:
     _, lead_id = await new_lead(store)
     expected = NEW_LEAD
     async with store._read() as conn:
         assert await lead_transitions.read(conn, lead_id) == expected
-    for event in sequence:
+    now = NOW
+    for drawn, minutes in sequence:
+        now += timedelta(minutes=minutes)
+        event = resolved(drawn, expected)
         try:
-            expected = naive(transition(expected, event, NOW).after)
+            expected = naive(transition(expected, event, now.replace(tzinfo=None)).after)
         except IllegalTransition:
             async with store._write() as conn:
                 with pytest.raises(IllegalTransition):
-                    await lead_transitions.apply(conn, lead_id, event, NOW)
+                    await lead_transitions.apply(conn, lead_id, event, now)
             continue
         async with store._write() as conn:
-            await lead_transitions.apply(conn, lead_id, event, NOW)
+            await lead_transitions.apply(conn, lead_id, event, now)
         async with store._read() as conn:
             assert await lead_transitions.read(conn, lead_id) == expected, event
 
