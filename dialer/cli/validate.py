@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dialer.config.loader import config_files, validate_paths
+from dialer.ivr.loader import flow_from_document
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    issues = validate_paths(args.paths)
+    issues = validate_paths(args.paths, flows=flow_from_document)
     for issue in issues:
         print(issue, file=sys.stderr)
     if issues:

@@ -22,7 +22,7 @@ alias expansion and nesting are limited for every file (`dialer.config.yaml_load
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,7 +42,9 @@ from dialer.config.yaml_files import (  # the errors and file rules, importable 
     yaml_files_in,
 )
 from dialer.config.yaml_loader import YamlDocument
-from dialer.ivr.loader import flow_from_document, is_flow_document
+
+FlowReader = Callable[[YamlDocument], object]
+"""Validates an IVR flow document, raising ConfigError (dialer.ivr.loader.flow_from_document)."""
 
 DATABASE_URL_ENV = "DIALER_DATABASE_URL"
 
@@ -110,11 +112,13 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, Path | None]]
     return files, issues
 
 
-def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
+def validate_paths(paths: Iterable[str | Path], *, flows: FlowReader | None = None) -> list[ConfigIssue]:
     """Every problem in the given config and campaign files (directories are expanded).
 
     A file whose top level has an `ami:` key is taken as the daemon config, one with a
-    `nodes:` key as an IVR flow (`ivr/*.yaml`), any other as a campaign. Campaign names must be unique across all the files given.
+    `nodes:` key as an IVR flow (`ivr/*.yaml`), checked by `flows` when given (the IVR
+    package builds on this one, not the other way round), any other as a campaign.
+    Campaign names must be unique across all the files given.
     """
     files, issues = _expand(paths)
     names = _CampaignNames()
@@ -127,12 +131,18 @@ def validate_paths(paths: Iterable[str | Path]) -> list[ConfigIssue]:
             if "ami" in document.data:
                 _validate(DialerConfig, document)
             elif is_flow_document(document):
-                flow_from_document(document)
+                if flows is not None:
+                    flows(document)
             else:
                 names.claim(_validate(Campaign, document).name, document)
         except ConfigError as exc:
             issues.extend(exc.issues)
     return issues
+
+
+def is_flow_document(document: YamlDocument) -> bool:
+    """A YAML mapping with a top-level `nodes:` is an IVR flow (campaigns and the config have none)."""
+    return "nodes" in document.data
 
 
 class _CampaignNames:

@@ -29,7 +29,7 @@ from dialer.config.campaign_rules import (
     check_disposition_codes,
 )
 from dialer.leads.phone_numbers import check_region
-from dialer.ivr.settings import AgiConfig, AmdConfig, IvrConfig
+from dialer.config.ivr import AgiConfig, AmdConfig, IvrConfig
 from dialer.config.tiers import DEFAULT_TIERS, CampaignTiers, TierConfig, check_ladder
 from dialer.config.inbound import InboundConfig
 from dialer.config.webhooks import WebhookConfig, check_webhooks

@@ -39,7 +39,7 @@ from dialer.config.models import Campaign
 from dialer.config.yaml_loader import FileStamp, file_stamp
 from dialer.control.campaign_states import CampaignControls, ControlError, RunState
 from dialer.control.daemon_view import CampaignHost, ConfigHost, ConfigReload
-from dialer.ivr.settings import OnMachine
+from dialer.config.ivr import OnMachine
 
 __all__ = [
     "CampaignControls", "CampaignWatcher", "ConfigReload", "ControlError", "RunState", "reload_config",

@@ -24,11 +24,6 @@ from dialer.ivr.checks import check_flow
 from dialer.ivr.flow import Flow
 
 
-def is_flow_document(document: YamlDocument) -> bool:
-    """A YAML mapping with a top-level `nodes:` is an IVR flow (campaigns and the config have none)."""
-    return "nodes" in document.data
-
-
 # The tags pydantic puts in an error's location for a tagged union: not keys of the file.
 _UNION_TAGS = frozenset({"question", "message", "transfer", "hangup", "rating", "yes_no", "digits", "text", "sound"})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dialer.config.loader import ConfigError, validate_paths
-from dialer.ivr.loader import load_flow, load_flow_dir
+from dialer.ivr.loader import flow_from_document, load_flow, load_flow_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,7 +139,7 @@ def test_a_sound_prompt_takes_no_extension(tmp_path: Path) -> None:
 
 def test_dialer_validate_checks_flows_beside_campaigns(tmp_path: Path) -> None:
     write(tmp_path, GOOD.replace("    say: bye\n", "    say: byebye\n"), "bad-flow.yaml")
-    issues = validate_paths([tmp_path, REPO / "ivr", REPO / "campaigns"])
+    issues = validate_paths([tmp_path, REPO / "ivr", REPO / "campaigns"], flows=flow_from_document)
     assert [str(i) for i in issues] == [f"{tmp_path}/bad-flow.yaml:22: nodes.done.say: unknown prompt 'byebye'; define it under prompts"]
 
 
