@@ -112,7 +112,7 @@ class PacingSettings(_Strict):
     max_per_tick: int | None = Field(None, ge=0)
     ramp_per_tick: float = Field(0.1, gt=0)
     cold_evidence: float = Field(3.0, ge=0)
-    budget_gain: float = Field(1.0, ge=0)
+    budget_gain: float = Field(3.0, ge=0)
     override_ceiling: bool = False
 
     def policy(self, mode: PacingMode | None = None, grace: float = 2.0) -> PacingPolicy:

@@ -133,12 +133,14 @@ def test_the_margin_widens_smoothly_toward_the_limit() -> None:
     margins = [safety_margin(AbandonState(answered=1000, abandoned=a), pol) for a in (20, 25, 28, 29)]
     assert margins == sorted(margins)
     steps = [b - a for a, b in zip(margins, margins[1:])]
-    assert max(steps) < 1.5  # no jump to the ceiling before the budget is spent
+    assert max(steps) < 2.0  # no jump to the ceiling before the budget is spent
     assert margins[-1] < pol.max_safety
-    # Near the limit every team gets the full cushion; in a young window (budget small
-    # because little was answered) a small team's burst is a couple of abandons: less.
+    # Near the limit every team gets at least the full cushion, a big team (whose misses
+    # come as bursts of several abandons) more; in a young window (budget small because
+    # little was answered) a small team's burst is a couple of abandons: less.
     thin = AbandonState(answered=1000, abandoned=29)
-    assert safety_margin(thin, pol, agents=5) == safety_margin(thin, pol, agents=100) == margins[-1]
+    assert safety_margin(thin, pol, agents=5) == safety_margin(thin, pol, agents=20) == margins[-1]
+    assert safety_margin(thin, pol, agents=100) > margins[-1]
     young = AbandonState(answered=60, abandoned=0)
     assert safety_margin(young, pol, agents=5) < safety_margin(young, pol, agents=100)
     assert safety_margin(young, pol, agents=5) >= pol.safety
@@ -208,6 +210,35 @@ def test_a_big_start_is_spread_over_ticks() -> None:
     ramped = calls_to_place(snap, PacingPolicy(mode=PacingMode.predictive, max_lines=2000))
     assert unbounded > 300  # 100 free agents, 15 % answer
     assert ramped == 100 + 10
+
+
+def _team(agents: int, free: int, abandon: AbandonState) -> PacingSnapshot:
+    return PacingSnapshot(
+        agents_logged_in=agents,
+        agents_free=free,
+        busy_agents=tuple(BusyAgent(elapsed=80.0 + i) for i in range(agents - free)),
+        ringing=(),
+        waiting_for_agent=0,
+        lines_in_use=agents - free,
+        estimates=ESTIMATES,
+        abandon=abandon,
+    )
+
+
+def test_a_small_team_dials_before_it_has_earned_a_budget_at_the_widest_margin() -> None:
+    pol = PacingPolicy(mode=PacingMode.predictive, max_lines=500, abandon_target=0.02, ramp_per_tick=10)
+    unearned = AbandonState(answered=20, abandoned=0)  # one abandon would be 4.8 %
+    assert unearned.exhausted()
+    young = calls_to_place(_team(20, 12, unearned), pol)
+    assert young > 12  # not progressive: 12 free agents and 15 % answers leave room
+    settled = calls_to_place(_team(20, 12, AbandonState(answered=5000, abandoned=100)), pol)
+    assert young < settled  # the widest margin, not the usual one
+    # Past the young window a spent budget is the hard gate again...
+    assert calls_to_place(_team(20, 12, AbandonState(answered=150, abandoned=4)), pol) == 12
+    # ...a big team earns its budget in a minute and takes no bet before...
+    assert calls_to_place(_team(100, 60, unearned), pol) == 60
+    # ...and ratio mode gets no such licence.
+    assert calls_to_place(_team(20, 12, unearned), PacingPolicy(mode=PacingMode.ratio, max_lines=500, ratio=3)) == 12
 
 
 # --- the simulated start -----------------------------------------------------------------
