@@ -103,7 +103,7 @@ class _Member:
 @dataclass
 class _Phone:
     interface: str
-    answer_after: float
+    answer_after: float | None  # None: never picks up
     registered: bool = True
     call: _Call | None = None  # ringing or bridged with this call
     idle_since: float = 0.0  # loop time, for the longest-idle strategy
@@ -136,6 +136,7 @@ class _Call:
     agent: _Phone | None = None
     agent_leg: _Leg | None = None
     direct: bool = False
+    tried: set[str] = field(default_factory=set)  # members that rang out in this round
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
     @property
@@ -159,19 +160,21 @@ class SimulatedPbx:
         rng: random.Random,
         scenario: Scenario,
         *,
-        agents: Mapping[str, float] | Iterable[str] = (),
+        agents: Mapping[str, float | None] | Iterable[str] = (),
         queues: Iterable[str] = ("sales", "support", "retention", "key-accounts"),
         clock: Callable[[], float] | None = None,
         wanted_events: frozenset[str] | None = None,
         action_timeout: float = 10.0,
         ping_interval: float = 10.0,
-        queue_retry: float = 0.0,
+        queue_retry: float = 1.0,
+        member_timeout: float = 15.0,
         abandon_message_seconds: float = 4.0,
         amd_seconds: tuple[float, float] = (2.0, 3.5),
         machine_message_seconds: tuple[float, float] = (3.0, 6.0),
         system_name: str = "sim",
     ) -> None:
-        """`agents`: interface -> seconds the phone takes to answer (or just interfaces: 0.5 s)."""
+        """`agents`: interface -> seconds the phone takes to answer, None if it never does (or just
+        interfaces: 0.5 s). `queue_retry` and `member_timeout` are queues.conf's `retry` and `timeout`."""
         self.rng = rng
         self.scenario = scenario
         self.events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
@@ -182,6 +185,7 @@ class SimulatedPbx:
         self.action_timeout = action_timeout
         self.ping_interval = ping_interval
         self.queue_retry = queue_retry
+        self.member_timeout = member_timeout
         self.abandon_message_seconds = abandon_message_seconds
         self.amd_seconds = amd_seconds
         """AMD() listens this long (uniform between the two) before its verdict."""
@@ -191,7 +195,7 @@ class SimulatedPbx:
         self._wanted = wanted_events
         self._on_login: list[OnLogin] = []
         answer_times = agents if isinstance(agents, Mapping) else {a: 0.5 for a in agents}
-        self.phones = {i: _Phone(i, float(t)) for i, t in answer_times.items()}
+        self.phones = {i: _Phone(i, None if t is None else float(t)) for i, t in answer_times.items()}
         self.queues: dict[str, dict[str, _Member]] = {q: {} for q in queues}
         self._calls: dict[str, _Call] = {}
         self._channel_seq = 0
@@ -596,19 +600,22 @@ class SimulatedPbx:
         reply.append({"Event": "QueueStatusComplete", "EventList": "Complete", "ListItems": str(count)})
         return reply
 
-    def _free_member(self, queue: str) -> _Phone | None:
-        """The longest-idle member that is logged in, unpaused, registered and not on a call."""
+    def _free_member(self, queue: str, tried: set[str]) -> _Phone | None:
+        """The longest-idle member that is logged in, unpaused, registered, not on a call nor tried."""
         free = [
             self._phone(m.interface)
             for m in self.queues.get(queue, {}).values()
-            if not m.paused and self._phone(m.interface).registered and self._phone(m.interface).call is None
+            if not m.paused and m.interface not in tried
+            and self._phone(m.interface).registered and self._phone(m.interface).call is None
         ]
         if not free:
             return None
         return min(free, key=lambda p: (p.idle_since, p.interface))
 
     def _dispatch_soon(self) -> None:
-        self._later(None, self.queue_retry, self._dispatch)
+        # A waiting caller's Queue() tries the members again every `retry` seconds: a phone
+        # that comes free is rung somewhere within that time, not at once (stack facts).
+        self._later(None, self._jitter(0.0, self.queue_retry), self._dispatch)
 
     def _dispatch(self) -> None:
         waiting = sorted(
@@ -616,7 +623,7 @@ class SimulatedPbx:
             key=lambda c: (-c.priority, c.joined_at, c.attempt_id),
         )
         for call in waiting:
-            phone = self._free_member(call.queue)
+            phone = self._free_member(call.queue, call.tried)
             if phone is not None:
                 self._ring_agent(call, phone)
 
@@ -804,7 +811,38 @@ class SimulatedPbx:
                     "DialString": phone.interface.split("/", 1)[-1]})
         self._state(call, leg, 5)
         self._member_status(phone.interface)
-        self._later(call, phone.answer_after, self._agent_answers, call)
+        limit = _seconds(call.variables.get("DIALER_AGENT_WAIT"), 15.0) if call.direct else self.member_timeout
+        if phone.answer_after is None or phone.answer_after >= limit:
+            self._later(call, limit, self._agent_no_answer, call)
+        else:
+            self._later(call, phone.answer_after, self._agent_answers, call)
+
+    def _agent_no_answer(self, call: _Call) -> None:
+        """The agent's phone rang out: the queue tries again, a direct callback goes to the queue."""
+        phone, leg = call.agent, call.agent_leg
+        assert phone is not None and leg is not None
+        if not call.direct:
+            self._channel_event("AgentRingNoAnswer", call.leg, call, {
+                **self._dest_fields(leg, call), **self._member_of(call, phone), "RingTime": str(int(self.member_timeout)),
+            })
+        self._emit({**self._channel_fields(call.leg, call), "Event": "DialEnd", **self._dest_fields(leg, call),
+                    "DialStatus": "NOANSWER"})
+        self._hangup(call, leg, _NORMAL)
+        phone.call = None
+        call.agent = call.agent_leg = None
+        self._member_status(phone.interface)
+        self.counters["agent_no_answer"] += 1
+        if call.direct:
+            call.direct = False
+            self._join(call, call.variables.get("DIALER_QUEUE", ""))
+            return
+        # The next member at once; when each has rung out, the whole round again after `retry`.
+        call.phase = "queued"
+        call.tried.add(phone.interface)
+        self._dispatch()
+        if call.phase == "queued":
+            call.tried.clear()
+            self._later(call, self.queue_retry, self._dispatch)
 
     def _member_of(self, call: _Call, phone: _Phone) -> dict[str, str]:
         member = self.queues.get(call.queue, {}).get(phone.interface)
@@ -834,7 +872,7 @@ class SimulatedPbx:
             self._leave_queue(call, abandon=False)
             self._channel_event("AgentConnect", call.leg, call, {
                 **self._dest_fields(leg, call), **self._member_of(call, phone),
-                "HoldTime": str(int(call.waited)), "RingTime": str(int(phone.answer_after)),
+                "HoldTime": str(int(call.waited)), "RingTime": str(int(phone.answer_after or 0)),
             })
         call.phase = "bridged"
         self._bridge_seq += 1

@@ -471,3 +471,18 @@ async def test_the_daemon_rides_out_a_restart_and_finishes_the_campaign(tmp_path
     assert progress.outcomes["not_sent"] >= 1
     assert len(sim.dial_log) == sum(1 for a in attempts if a["outcome"] not in ("not_sent", "refused"))
     assert len({d.attempt_id for d in sim.dial_log}) == len(sim.dial_log)
+
+
+async def test_an_agent_who_does_not_pick_up_rings_out_and_the_next_one_is_rung() -> None:
+    sim = SimulatedPbx(random.Random(2), {"15550001": Customer("answer", after=0.02, talk=0.05)},
+                       agents={"PJSIP/agent1": None, "PJSIP/agent2": 0.05}, member_timeout=0.2, queue_retry=0.1)
+    await with_agent(sim)
+    await sim.queue_add("sales", "PJSIP/agent2", "Bob")
+    story = await play(sim, "15550001", settle=0.6)
+    found = [x for x in records(story) if isinstance(x, (r.AgentRinging, r.AgentConnected, r.AgentCompleted))]
+    # agent1 is the longest idle (a tie broken by name), rings out (AgentRingNoAnswer), then agent2 takes it.
+    assert [(type(x).__name__, x.interface) for x in found] == [
+        ("AgentRinging", "PJSIP/agent1"), ("AgentCompleted", "PJSIP/agent1"),
+        ("AgentRinging", "PJSIP/agent2"), ("AgentConnected", "PJSIP/agent2"), ("AgentCompleted", "PJSIP/agent2"),
+    ]
+    assert list(sim.bridged) == ["PJSIP/agent2"] and sim.counters["agent_no_answer"] == 1
