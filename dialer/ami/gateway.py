@@ -107,6 +107,79 @@ def backoff_delays(base: float = 0.5, cap: float = 30.0, rng: random.Random | No
         attempt += 1
 
 
+class Session(Protocol):
+    """One PBX connection as `supervise` drives it: opened, watched, ended, opened again."""
+
+    last_error: str | None
+    reconnects: int
+    where: str
+    """For the log: which PBX."""
+
+    async def connect_once(self) -> None: ...
+
+    async def after_login(self) -> None:
+        """Run the login callbacks."""
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        """Return when the connection is lost, stalls or `stopping` is set."""
+
+    def end_session(self) -> None:
+        """Fail what still awaits a reply and drop the connection."""
+
+
+async def supervise(session: Session, stopping: asyncio.Event, rng: random.Random | None = None) -> None:
+    """Keep `session` logged in until `stopping` is set: reconnect with backoff, never re-send.
+
+    The one reconnect policy, whatever the PBX behind it (`AmiGateway`, or a simulated one).
+    """
+    delays = iter(backoff_delays(rng=rng))
+    while not stopping.is_set():
+        try:
+            await session.connect_once()
+        except (AmiError, OSError, LookupError) as exc:
+            # OSError/LookupError: the secret file or variable is unreadable right now
+            # (a rotation in progress). Start-up refuses that loudly; later, the
+            # supervisor must not die of it, or the daemon stays deaf for good.
+            session.last_error = str(exc)
+            delay = next(delays)
+            log.warning("ami.connect_failed", error=str(exc), retry_in=round(delay, 2))
+            await _sleep_or_stop(stopping, delay)
+            continue
+        delays = iter(backoff_delays(rng=rng))
+        session.last_error = None
+        log.info("ami.logged_in", at=session.where, reconnects=session.reconnects)
+        try:
+            await session.after_login()
+            await session.watch(stopping)
+        except AmiError as exc:
+            log.warning("ami.session_error", error=str(exc))
+        finally:
+            # Fail replies still awaited now, not after their own timeouts.
+            session.end_session()
+        if not stopping.is_set():
+            session.reconnects += 1
+            delay = next(delays)
+            log.warning("ami.connection_lost", retry_in=round(delay, 2))
+            await _sleep_or_stop(stopping, delay)
+
+
+class Pinged(Protocol):
+    async def action(self, fields: Mapping[str, Any], *, as_list: bool = False, timeout: float | None = None) -> Any: ...
+
+
+async def ping_until_lost(pbx: Pinged, stopping: asyncio.Event, lost: asyncio.Event, interval: float) -> None:
+    """Ping on an interval; return when the connection is lost, stalls (no Pong in time) or we stop."""
+    while not (stopping.is_set() or lost.is_set()):
+        await _wait_any(stopping, lost, timeout=interval)
+        if stopping.is_set() or lost.is_set():
+            return
+        try:
+            await pbx.action({"Action": "Ping"})
+        except AmiError as exc:
+            log.warning("ami.ping_failed", error=str(exc))
+            return
+
+
 class AmiGateway:
     def __init__(
         self,
@@ -116,6 +189,7 @@ class AmiGateway:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.server = server
+        self.where = f"{server.host}:{server.port}"
         self.events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -192,52 +266,21 @@ class AmiGateway:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep a logged-in connection until `stopping` is set."""
-        delays = iter(backoff_delays())
-        while not stopping.is_set():
-            try:
-                await self.connect_once()
-            except (AmiError, OSError, LookupError) as exc:
-                # OSError/LookupError: the secret file or variable is unreadable right now
-                # (a rotation in progress). Start-up refuses that loudly; later, the
-                # supervisor must not die of it, or the daemon stays deaf for good.
-                self.last_error = str(exc)
-                delay = next(delays)
-                log.warning("ami.connect_failed", error=str(exc), retry_in=round(delay, 2))
-                await _sleep_or_stop(stopping, delay)
-                continue
-            delays = iter(backoff_delays())
-            self.last_error = None
-            log.info("ami.logged_in", host=self.server.host, port=self.server.port, reconnects=self.reconnects)
-            try:
-                for callback in self._on_login:
-                    await callback()
-                await self._watch(stopping)
-            except AmiError as exc:
-                log.warning("ami.session_error", error=str(exc))
-            finally:
-                # Fail replies still awaited now, not after their own timeouts:
-                # closing the manager first would hide the loss from us.
-                self._connection_lost()
-                if self._manager is not None:
-                    self._manager.close()
-                    self._manager = None
-            if not stopping.is_set():
-                self.reconnects += 1
-                delay = next(delays)
-                log.warning("ami.connection_lost", retry_in=round(delay, 2))
-                await _sleep_or_stop(stopping, delay)
+        await supervise(self, stopping)
 
-    async def _watch(self, stopping: asyncio.Event) -> None:
-        """Ping on an interval; return when the connection is lost, stalls or we stop."""
-        while not (stopping.is_set() or self._lost.is_set()):
-            await _wait_any(stopping, self._lost, timeout=self.server.ping_interval)
-            if stopping.is_set() or self._lost.is_set():
-                return
-            try:
-                await self.action({"Action": "Ping"})
-            except AmiError as exc:
-                log.warning("ami.ping_failed", error=str(exc))
-                return
+    async def after_login(self) -> None:
+        for callback in self._on_login:
+            await callback()
+
+    def end_session(self) -> None:
+        # The loss first: closing the manager first would hide it from us.
+        self._connection_lost()
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        await ping_until_lost(self, stopping, self._lost, self.server.ping_interval)
 
     async def close(self) -> None:
         if self._manager is not None:

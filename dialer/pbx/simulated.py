@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed, AmiNotConnected, AmiTimeout, AmiUnsafeValue
-from dialer.ami.gateway import backoff_delays
+from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout, AmiUnsafeValue
+from dialer.ami.gateway import AmiServer, ping_until_lost, supervise
 from dialer.ami.values import interface_problem, problems_in_fields, variable_problem
-from dialer.config.models import AmiServer
 from dialer.pbx.protocol import OnAction, OnLogin
 
 # Q.850 causes and SIP statuses a carrier's final answer gives (stack facts).
@@ -191,6 +190,7 @@ class SimulatedPbx:
         """AMD() listens this long (uniform between the two) before its verdict."""
         self.machine_message_seconds = machine_message_seconds
         self.system_name = system_name
+        self.where = f"simulated PBX {system_name}"
         self._clock = clock
         self._wanted = wanted_events
         self._on_login: list[OnLogin] = []
@@ -286,38 +286,18 @@ class SimulatedPbx:
         self._emit({"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "1", "LastReload": "1", "Status": "Fully Booted"})
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """The gateway's supervision: log in, run the login callbacks, ping, reconnect with backoff."""
-        delays = iter(backoff_delays(rng=self.rng))
-        while not stopping.is_set():
-            try:
-                await self.connect_once()
-            except AmiError as exc:
-                self.last_error = str(exc)
-                await _sleep_or_stop(stopping, next(delays))
-                continue
-            delays = iter(backoff_delays(rng=self.rng))
-            self.last_error = None
-            try:
-                for callback in self._on_login:
-                    await callback()
-                await self._watch(stopping)
-            except AmiError:
-                pass
-            finally:
-                self._connection_lost()
-            if not stopping.is_set():
-                self.reconnects += 1
-                await _sleep_or_stop(stopping, next(delays))
+        """The gateway's own supervision (`supervise`): the same reconnect policy is what runs here."""
+        await supervise(self, stopping, self.rng)
 
-    async def _watch(self, stopping: asyncio.Event) -> None:
-        while not (stopping.is_set() or self._lost.is_set()):
-            await _wait_any(stopping, self._lost, timeout=self.ping_interval)
-            if stopping.is_set() or self._lost.is_set():
-                return
-            try:
-                await self.action({"Action": "Ping"})
-            except AmiError:
-                return
+    async def after_login(self) -> None:
+        for callback in self._on_login:
+            await callback()
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        await ping_until_lost(self, stopping, self._lost, self.ping_interval)
+
+    def end_session(self) -> None:
+        self._connection_lost()
 
     def _connection_lost(self) -> None:
         self._link = False
@@ -1028,20 +1008,3 @@ def _seconds(value: str | None, default: float) -> float:
 def _resolve(future: asyncio.Future[Any], reply: Any) -> None:
     if not future.done():
         future.set_result(reply)
-
-
-async def _sleep_or_stop(stopping: asyncio.Event, delay: float) -> None:
-    try:
-        await asyncio.wait_for(stopping.wait(), delay)
-    except asyncio.TimeoutError:
-        pass
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
