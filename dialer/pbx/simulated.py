@@ -12,6 +12,11 @@ Time is the running loop's only (call_later / sleep) and chance is the
 `random.Random` it is given: on a virtual-clock loop a run is repeatable.
 Faults are methods (`restart`, `drop_connection`, `half_open`, ...), and what
 happened is kept for checks (`dial_log`, `bridged`, `abandoned`, `counters`).
+The connection is supervised by the gateway's own loop (`supervise`).
+
+Not modelled: the IVR branch (FastAGI; a call with DIALER_IVR goes to its queue),
+inbound calls, Local channels and monitoring (ChanSpy, ConfBridge), and the
+events the daemon filters out (Newexten, VarSet, RTCP).
 """
 
 from __future__ import annotations
