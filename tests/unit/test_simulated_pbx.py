@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout
+from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout, AmiUnsafeValue
 from dialer.ami.events import WANTED, to_record
 from dialer.ami.gateway import AmiGateway
 from dialer.config.loader import load_config
@@ -486,3 +486,17 @@ async def test_an_agent_who_does_not_pick_up_rings_out_and_the_next_one_is_rung(
         ("AgentRinging", "PJSIP/agent2"), ("AgentConnected", "PJSIP/agent2"), ("AgentCompleted", "PJSIP/agent2"),
     ]
     assert list(sim.bridged) == ["PJSIP/agent2"] and sim.counters["agent_no_answer"] == 1
+
+
+async def test_values_that_would_break_ami_framing_are_refused_as_the_gateway_refuses_them() -> None:
+    sim = SimulatedPbx(random.Random(1), {"15550001": Customer("busy", after=0.01)})
+    await sim.connect_once()
+    for channel, variables in (("PJSIP/15550001@carrier", {"DIALER_CAMPAIGN": "a\r\nAction: Hangup"}),
+                               ("PJSIP/15550001@carrier&PJSIP/15550002@carrier", {})):
+        with pytest.raises(AmiUnsafeValue):
+            await sim.originate(attempt_id="x", channel=channel, context="dialer-outbound", exten="answered",
+                                timeout_ms=25000, caller_id="", variables=variables)
+    with pytest.raises(AmiUnsafeValue):
+        await sim.action({"Action": "QueuePause", "Interface": "PJSIP/agent1\r\nAction: Originate"})
+    await asyncio.sleep(0.05)
+    assert sim.dial_log == [] and sim.actions == []
