@@ -60,17 +60,17 @@ def scenario(seed: int) -> Scenario:
             "name": "equivalence",
             "seed": seed,
             "hours": 12 / 60,
-            "agents": 6,
+            "agents": 8,
             "tick": 1.0,
             "customers": {
-                "live_answer": 0.35,
+                "live_answer": 0.45,
                 "busy": 0.1,
                 "ring_timeout": 25,
-                "time_to_answer": {"kind": "lognormal", "mean": 8, "cv": 0.5},
+                "time_to_answer": {"kind": "lognormal", "mean": 8, "cv": 1.0},
             },
             "talk": {"kind": "lognormal", "mean": 25, "cv": 0.6},
             "wrapup": {"kind": "lognormal", "mean": 4, "cv": 0.5},
-            "grace": 2,
+            "grace": 1,
             "abandon_message": 3,
         }
     )
@@ -200,18 +200,26 @@ async def daemon_replay(store: Store, steps: list[Step], *, agents: int) -> list
     return ticks
 
 
+def telling() -> tuple[int, list[Step]]:
+    """The first seed whose run has every kind of end: the pacing makes abandons rare."""
+    for seed in range(1, 41):
+        steps = simulated(seed)
+        kinds = {type(s.record) for s in steps if isinstance(s, Record)}
+        if {r.QueueJoined, r.AgentConnected, r.DialerAbandoned, r.ChannelHangup} <= kinds:
+            return seed, steps
+    raise AssertionError("no seed of 1-40 has an abandoned call")
+
+
 async def test_the_daemon_and_the_simulator_place_and_route_every_call_alike(store: Store) -> None:
-    steps = simulated(seed=5)
+    seed, steps = telling()
     recorded = [(s.now, list(s.placed)) for s in steps if isinstance(s, Tick)]
     placed = sum(len(p) for _, p in recorded)
-    # A sequence that says something: predictive pacing past its cold start, every
-    # kind of end, and ticks that place several calls at once.
+    # A sequence that says something: predictive pacing past its cold start, and ticks
+    # that place several calls at once.
     assert 150 < placed < LEADS
     assert max(len(p) for _, p in recorded) >= 3
-    kinds = {type(s.record) for s in steps if isinstance(s, Record)}
-    assert {r.QueueJoined, r.AgentConnected, r.DialerAbandoned, r.ChannelHangup} <= kinds
 
-    replayed = await daemon_replay(store, steps, agents=scenario(5).agents)
+    replayed = await daemon_replay(store, steps, agents=scenario(seed).agents)
 
     assert [now for now, _ in replayed] == [now for now, _ in recorded]
     for (now, daemon), (_, simulator) in zip(replayed, recorded, strict=True):
@@ -228,4 +236,4 @@ def test_the_recorded_sequence_is_the_seed_s() -> None:
     def shape(steps: list[Step]) -> list[Any]:
         return [(type(s).__name__, getattr(s, "now", None), len(getattr(s, "placed", ()))) for s in steps]
 
-    assert shape(simulated(seed=5)) == shape(simulated(seed=5))
+    assert shape(simulated(seed=1)) == shape(simulated(seed=1))
