@@ -143,6 +143,7 @@ class CampaignRunner:
         self.tiers = TierDialing(store, board, self.core)
         """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
+        self._configure()
 
     # -- what the core holds ------------------------------------------------------
 
