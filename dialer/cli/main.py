@@ -32,6 +32,7 @@ COMMANDS = {
     "db": "database schema migrations",
     "sandbox": "the bundled sandbox: a real Asterisk with simulated phones",
     "simulate": "run the pacing in a seeded discrete-event simulation",
+    "dst": "test the whole daemon by deterministic simulation with seeded faults",
     "tune": "propose (or apply) the pacing settings that keep a campaign's agents busiest",
 }
 
