@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEndedAsTold, Leased, LeadState, transition
-from dialer.store import lead_transitions, migrate
+from dialer.store import dialect, lead_transitions, migrate
 from dialer.store.lease_tiers import LeaseTiers
 from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
 from dialer.store.private_file import create_private
@@ -95,15 +95,6 @@ IMPORT_PAUSE = 0.005
 IMPORT_PAUSE_SHARE = 0.25
 
 
-def _upsert(conn: AsyncConnection, table: Any) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING in the connection's dialect."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table).on_conflict_do_nothing()
-
-
 async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Sequence[Any], now: datetime) -> tuple[int, int]:
     """Customers and leads for `rows` in the open transaction `conn`: (leads added, already in the campaign).
 
@@ -128,7 +119,7 @@ async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Seque
     known = {k: func.coalesce(bindparam(f"b_{k}"), customers.c[k]) for k in ("name", "external_id", "tier", "value", "timezone")}
     await conn.execute(update(customers).where(customers.c.phone == bindparam("b_phone")).values(**known), fields)
     await conn.execute(
-        _upsert(conn, customers),
+        dialect.insert_ignoring_duplicates(conn, customers),
         [
             {
                 "phone": f["b_phone"],
@@ -168,18 +159,8 @@ async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Seque
         if ids[phone] not in present
     ]
     if fresh:
-        await conn.execute(_upsert(conn, leads), fresh)
+        await conn.execute(dialect.insert_ignoring_duplicates(conn, leads), fresh)
     return len(fresh), len(rows) - len(fresh)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets `dialer report` read while the daemon writes; foreign keys are
-    # off by default in SQLite.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
 
 
 class Store:
@@ -188,7 +169,12 @@ class Store:
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> "Store":
-        parsed = make_url(url)
+        """The store at `url`: sqlite+aiosqlite:// (a file, the default) or postgresql+asyncpg://."""
+        try:
+            parsed = make_url(url)
+            dialect.check_supported(parsed)
+        except (SQLAlchemyError, ValueError) as exc:
+            raise StoreError(f"cannot use database URL: {exc}") from None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             if not parsed.query.get("uri"):
@@ -197,18 +183,17 @@ class Store:
                 except OSError as exc:
                     raise StoreError(f"cannot create database file {parsed.database}: {exc.strerror or exc}") from exc
         try:
-            engine = create_async_engine(url)
+            engine = create_async_engine(parsed)
         except (SQLAlchemyError, ImportError) as exc:
-            raise StoreError(f"cannot use database URL: {exc}") from exc
-        if parsed.get_backend_name() == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            raise StoreError(f"cannot use database URL {dialect.shown(parsed)}: {exc}") from exc
+        dialect.prepare(engine)
         store = cls(engine)
         if upgrade:
             try:
                 await migrate.upgrade(engine)
             except (SQLAlchemyError, OSError) as exc:
                 await engine.dispose()
-                raise StoreError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
+                raise StoreError(f"cannot open database {dialect.shown(parsed)}: {exc}") from exc
         return store
 
     async def close(self) -> None:
@@ -308,7 +293,10 @@ class Store:
         The attempt row exists before any Originate leaves, so a crash after
         this point can never lose the fact that a number may have been dialed.
         `tiers` picks which customers' leads (by tier) and in what order
-        (`dialer.store.tier_store`).
+        (`dialer.store.tier_store`). The leads read are locked for this
+        transaction and rows another daemon has locked are passed over
+        (`dialect.claiming`), so daemons sharing one PostgreSQL never lease
+        one lead twice.
         """
         if limit <= 0:
             return []
@@ -317,7 +305,7 @@ class Store:
         async with self._write() as conn:
             rows = (
                 await conn.execute(
-                    select(
+                    dialect.claiming(select(
                         leads.c.id,
                         leads.c.phone,
                         *lead_transitions.LIFECYCLE_COLUMNS,
@@ -339,7 +327,7 @@ class Store:
                         leads.c.next_attempt_at,
                         leads.c.id,
                     )
-                    .limit(limit)
+                    .limit(limit), leads)
                 )
             ).all()
             for row in rows:

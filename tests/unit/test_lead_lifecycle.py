@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import count
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -206,8 +205,8 @@ def test_what_each_disposition_does_to_the_lead() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
     try:
         yield opened
     finally:

@@ -1,4 +1,4 @@
-"""`dialer.store.Store` against a real SQLite file (aiosqlite), migrated by Alembic."""
+"""`dialer.store.Store` against a real SQLite file (aiosqlite) and a real PostgreSQL (asyncpg), migrated by Alembic."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def row(phone: str, line: int = 2, **fields) -> LeadRow:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
     try:
         yield opened
     finally:
@@ -50,7 +50,15 @@ async def scalar(store: Store, sql: str, **params) -> object:
 # -- schema -------------------------------------------------------------------
 
 
-async def test_migrations_create_the_schema_the_code_expects(store: Store) -> None:
+async def test_migrations_create_the_schema_the_code_expects(empty_store_url: str) -> None:
+    store = await Store.open(empty_store_url)
+    try:
+        await check_schema(store)
+    finally:
+        await store.close()
+
+
+async def check_schema(store: Store) -> None:
     async with store.engine.connect() as conn:
         tables = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
         versions = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
@@ -72,11 +80,15 @@ async def test_reopening_a_migrated_database_keeps_its_data(tmp_path: Path) -> N
         await second.close()
 
 
-async def test_the_database_is_in_wal_mode_with_foreign_keys(store: Store, tmp_path: Path) -> None:
-    assert await scalar(store, "PRAGMA journal_mode") == "wal"
-    assert await scalar(store, "PRAGMA foreign_keys") == 1
-    await store.sync_campaign("renewals", "sales")
-    assert (tmp_path / "x.db-wal").exists()
+async def test_the_database_is_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    try:
+        assert await scalar(store, "PRAGMA journal_mode") == "wal"
+        assert await scalar(store, "PRAGMA foreign_keys") == 1
+        await store.sync_campaign("renewals", "sales")
+        assert (tmp_path / "x.db-wal").exists()
+    finally:
+        await store.close()
 
 
 async def test_an_unusable_database_path_is_a_store_error(tmp_path: Path) -> None:
@@ -260,6 +272,16 @@ async def test_finish_attempt_to_retry_sets_the_next_time_and_no_final_outcome(s
 async def refuse_lead_updates(store: Store) -> None:
     """Make any UPDATE of `leads` fail inside the database."""
     async with store.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text(
+                "CREATE FUNCTION refuse_lead_update() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'lead update refused'; END $$"
+            ))
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_lead_update BEFORE UPDATE ON leads "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_lead_update()"
+            ))
+            return
         await conn.execute(text(
             "CREATE TRIGGER refuse_lead_update BEFORE UPDATE ON leads "
             "BEGIN SELECT RAISE(ABORT, 'lead update refused'); END"

@@ -67,8 +67,8 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    handle = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'dialer.db'}")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    handle = await Store.open(store_url)
     try:
         yield handle
     finally:
@@ -509,7 +509,7 @@ async def test_a_receivers_control_characters_never_reach_the_stored_error(store
 
 
 async def test_the_cli_lists_dead_letters_and_requeues_them(
-    tmp_path: Path, store: Store, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, store_url: str, store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from dialer.cli.main import main
     from dialer.cli.status import render
@@ -519,7 +519,7 @@ async def test_the_cli_lists_dead_letters_and_requeues_them(
         yaml.safe_dump(
             {
                 "ami": [{"username": "dialer", "secret": "x"}],
-                "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'dialer.db'}"},
+                "database": {"url": store_url},
                 "campaign_dir": str(tmp_path),
             }
         )
