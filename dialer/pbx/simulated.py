@@ -288,7 +288,8 @@ class SimulatedPbx:
         self._link = True
         self.connected.set()
         self.counters["logins"] += 1
-        self._emit({"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "1", "LastReload": "1", "Status": "Fully Booted"})
+        self._emit({"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "1", "LastReload": "1",
+                    "Status": "Fully Booted"})
 
     async def run(self, stopping: asyncio.Event) -> None:
         """The gateway's own supervision (`supervise`): the same reconnect policy is what runs here."""
@@ -567,12 +568,15 @@ class SimulatedPbx:
             return {"Response": "Error", "Message": "Interface not found"}
         if not flag:
             self._dispatch_soon()
-        return {"Response": "Success", "Message": "Interface paused successfully" if flag else "Interface unpaused successfully"}
+        message = "Interface paused successfully" if flag else "Interface unpaused successfully"
+        return {"Response": "Success", "Message": message}
 
     def _queue_status(self, queue: str) -> list[dict[str, str]]:
         if queue and queue not in self.queues:
             return [{"Response": "Error", "Message": "No such queue"}]
-        reply: list[dict[str, str]] = [{"Response": "Success", "EventList": "start", "Message": "Queue status will follow"}]
+        reply: list[dict[str, str]] = [
+            {"Response": "Success", "EventList": "start", "Message": "Queue status will follow"}
+        ]
         count = 0
         for name in [queue] if queue else list(self.queues):
             waiting = [c for c in self._calls.values() if c.queue == name and c.phase in ("queued", "ringing_agent")]
@@ -637,7 +641,8 @@ class SimulatedPbx:
         self.counters["originates"] += 1
         timeout = int(get.get("timeout") or 30000) / 1000
         self._later(call, self._jitter(0.001, 0.01), self._dial, call, endpoint, timeout)
-        return {"Response": "Success", "ActionID": str(get.get("actionid", "")), "Message": "Originate successfully queued"}
+        return {"Response": "Success", "ActionID": str(get.get("actionid", "")),
+                "Message": "Originate successfully queued"}
 
     def _customer(self, number: str) -> Customer:
         if callable(self.scenario):
@@ -648,7 +653,8 @@ class SimulatedPbx:
         call.phase = "dialing"
         self.dial_log.append(Dialed(self._stamp(), call.number, call.attempt_id))
         self._channel_event("Newchannel", call.leg, call, {"Exten": call.number, "Context": "dialer-outbound"})
-        self._emit({"Event": "DialBegin", **self._dest_fields(call.leg, call), "DialString": f"{call.number}@{endpoint}"})
+        self._emit({"Event": "DialBegin", **self._dest_fields(call.leg, call),
+                    "DialString": f"{call.number}@{endpoint}"})
         outcome = call.customer.outcome
         if outcome in _RINGS_FIRST:
             self._later(call, min(self._jitter(0.05, 0.2), call.customer.after / 2), self._state, call, call.leg, 5)
@@ -726,7 +732,8 @@ class SimulatedPbx:
             self._abandon_message(call, "NOQUEUE")
             return
         position = sum(1 for c in self._calls.values() if c.queue == queue and c.phase == "queued")
-        self._channel_event("QueueCallerJoin", call.leg, call, {"Queue": queue, "Position": str(position), "Count": str(position)})
+        self._channel_event("QueueCallerJoin", call.leg, call,
+                            {"Queue": queue, "Position": str(position), "Count": str(position)})
         wait = _seconds(call.variables.get("DIALER_AGENT_WAIT"), 15.0)
         self._later(call, wait, self._queue_timeout, call)
         if call.customer.patience is not None:
@@ -737,7 +744,8 @@ class SimulatedPbx:
         call.waited += self._now() - call.joined_at
         queue = {"Queue": call.queue, "Position": "1", "Count": "0"}
         if abandon:
-            self._channel_event("QueueCallerAbandon", call.leg, call, {**queue, "OriginalPosition": "1", "HoldTime": str(int(call.waited))})
+            self._channel_event("QueueCallerAbandon", call.leg, call,
+                                {**queue, "OriginalPosition": "1", "HoldTime": str(int(call.waited))})
         self._channel_event("QueueCallerLeave", call.leg, call, queue)
 
     def _queue_timeout(self, call: _Call) -> None:
@@ -787,11 +795,13 @@ class SimulatedPbx:
         call.agent = phone
         phone.call = call
         self._agent_seq += 1
-        leg = _Leg(f"{phone.interface}-{self._agent_seq:08x}", f"{self.system_name}-{int(self._stamp())}.{self._agent_seq}")
+        uniqueid = f"{self.system_name}-{int(self._stamp())}.{self._agent_seq}"  # Asterisk's own form
+        leg = _Leg(f"{phone.interface}-{self._agent_seq:08x}", uniqueid)
         call.agent_leg = leg
         self._channel_event("Newchannel", leg, call, {"Exten": "s", "Context": "default"})
         if not call.direct:
-            self._channel_event("AgentCalled", call.leg, call, {**self._dest_fields(leg, call), **self._member_of(call, phone)})
+            self._channel_event("AgentCalled", call.leg, call,
+                                {**self._dest_fields(leg, call), **self._member_of(call, phone)})
         self._emit({**self._channel_fields(call.leg, call), "Event": "DialBegin", **self._dest_fields(leg, call),
                     "DialString": phone.interface.split("/", 1)[-1]})
         self._state(call, leg, 5)
@@ -808,10 +818,10 @@ class SimulatedPbx:
         assert phone is not None and leg is not None
         if not call.direct:
             self._channel_event("AgentRingNoAnswer", call.leg, call, {
-                **self._dest_fields(leg, call), **self._member_of(call, phone), "RingTime": str(int(self.member_timeout)),
+                **self._dest_fields(leg, call), **self._member_of(call, phone),
+                "RingTime": str(int(self.member_timeout)),
             })
-        self._emit({**self._channel_fields(call.leg, call), "Event": "DialEnd", **self._dest_fields(leg, call),
-                    "DialStatus": "NOANSWER"})
+        self._agent_dial_end(call, leg, "NOANSWER")
         self._hangup(call, leg, _NORMAL)
         phone.call = None
         call.agent = call.agent_leg = None
@@ -831,14 +841,20 @@ class SimulatedPbx:
 
     def _member_of(self, call: _Call, phone: _Phone) -> dict[str, str]:
         member = self.queues.get(call.queue, {}).get(phone.interface)
-        return {"Queue": call.queue, "Interface": phone.interface, "MemberName": member.name if member else phone.interface}
+        name = member.name if member else phone.interface
+        return {"Queue": call.queue, "Interface": phone.interface, "MemberName": name}
+
+    def _agent_dial_end(self, call: _Call, leg: _Leg, status: str) -> None:
+        """The end of Queue()'s (or Dial()'s) ringing of the agent's phone."""
+        self._emit({**self._channel_fields(call.leg, call), "Event": "DialEnd", **self._dest_fields(leg, call),
+                    "DialStatus": status})
 
     def _cancel_agent(self, call: _Call) -> None:
         """The agent's phone stops ringing (the customer left, or the queue gave up)."""
         phone, leg = call.agent, call.agent_leg
         if phone is None or leg is None:
             return
-        self._emit({**self._channel_fields(call.leg, call), "Event": "DialEnd", **self._dest_fields(leg, call), "DialStatus": "CANCEL"})
+        self._agent_dial_end(call, leg, "CANCEL")
         self._hangup(call, leg, _NORMAL)
         phone.call = None
         call.agent = call.agent_leg = None
@@ -849,7 +865,7 @@ class SimulatedPbx:
         phone, leg = call.agent, call.agent_leg
         assert phone is not None and leg is not None
         self._state(call, leg, 6)
-        self._emit({**self._channel_fields(call.leg, call), "Event": "DialEnd", **self._dest_fields(leg, call), "DialStatus": "ANSWER"})
+        self._agent_dial_end(call, leg, "ANSWER")
         if call.direct:
             self._user_event(call, "DialerAgentConnect", {"Interface": phone.interface}, leg=leg)
         else:
