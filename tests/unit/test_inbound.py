@@ -183,7 +183,8 @@ def agi(caller: str | None, did: str = "+15550199", uniqueid: str = "1796046000.
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+async def daemon(tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Daemon]:
+    monkeypatch.setenv("DIALER_DATABASE_URL", store_url)
     write_config(tmp_path, agents=[
         {"id": "kate", "interface": "PJSIP/kate", "queues": ["key-accounts"]},
         {"id": "gus", "interface": "PJSIP/gus", "queues": ["sales"]},

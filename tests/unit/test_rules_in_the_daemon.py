@@ -11,7 +11,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,8 +65,8 @@ def make_campaign(**rules: Any) -> Campaign:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/rules.db")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_url)
     try:
         yield opened
     finally:
