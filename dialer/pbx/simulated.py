@@ -218,6 +218,9 @@ class SimulatedPbx:
         self.login_refused = False
         """While True, every login is refused (a wrong secret)."""
         self._refuse_originates = 0
+        self.refusal: Callable[[str], str | None] | None = None
+        """Number -> the error Asterisk answers its Originate with (a trunk or endpoint it
+        cannot use), None to accept: a fault by number where `refuse_originates` counts."""
         # Observation for invariants.
         self.actions: list[dict[str, Any]] = []
         """Every action received, as sent (an Originate's `Variable` list included)."""
@@ -389,7 +392,7 @@ class SimulatedPbx:
         caller_id: str,
         variables: Mapping[str, str],
     ) -> None:
-        self.originated.append({"attempt_id": attempt_id, "channel": channel, "context": context, "exten": exten,
+        self.originated.append({"at": self._stamp(), "attempt_id": attempt_id, "channel": channel, "context": context, "exten": exten,
                                 "timeout_ms": timeout_ms, "caller_id": caller_id, "variables": dict(variables)})
         problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
         problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
@@ -620,7 +623,7 @@ class SimulatedPbx:
 
     def _originate_action(self, get: Mapping[str, Any]) -> dict[str, str]:
         if self._shutting_down or not self._up:
-            return {"Response": "Error", "Message": "Originate failed: Asterisk is shutting down"}
+            return {"Response": "Error", "Message": "Asterisk is shutting down"}
         if self._refuse_originates > 0:
             self._refuse_originates -= 1
             self.counters["originates_refused"] += 1
@@ -633,6 +636,10 @@ class SimulatedPbx:
         variables = dict(str(p).split("=", 1) for p in pairs if "=" in str(p))
         originate_channel = str(get.get("channel", ""))
         number, endpoint = _number_and_endpoint(originate_channel)
+        refused = self.refusal(number) if self.refusal is not None else None
+        if refused:
+            self.counters["originates_refused"] += 1
+            return {"Response": "Error", "Message": refused}
         customer = self._customer(number)
         self._channel_seq += 1
         leg = _Leg(f"PJSIP/{endpoint}-{self._channel_seq:08x}", attempt_id)

@@ -6,14 +6,15 @@
 - Originates to one trunk never go faster than its `calls_per_second`, whatever
   the campaigns sharing it want (an IVR campaign with 450 lines, say).
 
-A real SQLite store, the daemon and its runners, a fake AMI and a virtual clock.
+A real SQLite store, the daemon and its runners, the simulated PBX and a virtual clock.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+import random
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from dialer.ami.errors import AmiActionFailed
 from dialer.cli.status import render
 from dialer.config.loader import ConfigError, load_config
 from dialer.config.models import Campaign
@@ -33,6 +33,7 @@ from dialer.core.attempt import SETTLE_SECONDS
 from dialer.daemon.server import Daemon
 from dialer.http.app import build_app
 from dialer.leads.csv_import import LeadRow
+from dialer.pbx.simulated import SimulatedPbx
 from dialer.store.schema import call_attempts, leads
 from dialer.store.store import Store
 
@@ -54,32 +55,21 @@ class Clock:
         return self.now
 
 
-@dataclass
-class FakeAmi:
-    """Records each Originate with the (virtual) time it left; refuses those `refuse` says."""
+def pbx_for(clock: Clock, refuse: Callable[[str], str | None] | None = None) -> SimulatedPbx:
+    """The simulated PBX on the test's clock, logged in; it refuses the Originates `refuse` names."""
+    pbx = SimulatedPbx(random.Random(0), {}, clock=clock).logged_in()
+    pbx.refusal = refuse
+    return pbx
 
-    clock: Clock
-    refuse: Any = None  # number -> error message, or None to accept
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
-    reconnects: int = 0
-    on_action: Any = None
-    originated: list[tuple[float, str, str]] = field(default_factory=list)  # (time, number, campaign)
 
-    def __post_init__(self) -> None:
-        self.connected.set()
+def originated(pbx: SimulatedPbx) -> list[tuple[float, str, str]]:
+    """(time, number, campaign) of each Originate the daemon sent, refused ones included."""
+    return [(o["at"], o["channel"].split("/")[1].split("@")[0], o["variables"]["DIALER_CAMPAIGN"])
+            for o in pbx.originated]
 
-    async def originate(self, **kwargs: Any) -> None:
-        number = kwargs["channel"].split("/")[1].split("@")[0]
-        self.originated.append((self.clock(), number, kwargs["variables"]["DIALER_CAMPAIGN"]))
-        error = self.refuse(number) if self.refuse else None
-        if error:
-            raise AmiActionFailed("Originate", error)
 
-    async def action(self, fields: Mapping[str, Any], **_: Any) -> dict[str, str]:
-        return {"Response": "Success"}
-
-    def numbers(self) -> list[str]:
-        return [number for _, number, _ in self.originated]
+def dialed_numbers(pbx: SimulatedPbx) -> list[str]:
+    return [number for _, number, _ in originated(pbx)]
 
 
 def write_config(tmp: Path, trunks: list[dict[str, Any]] | None = None) -> Path:
@@ -110,7 +100,7 @@ async def opened(tmp_path: Path) -> AsyncIterator[list[Daemon]]:
             await daemon.store.close()
 
 
-async def open_lab(daemons: list[Daemon], tmp: Path, clock: Clock, ami: FakeAmi, **config: Any) -> Daemon:
+async def open_lab(daemons: list[Daemon], tmp: Path, clock: Clock, ami: SimulatedPbx, **config: Any) -> Daemon:
     loaded = load_config(write_config(tmp, **config))
     daemon = Daemon(loaded, {}, clock=clock)
     daemon.store = await Store.open(loaded.database.url)
@@ -176,14 +166,14 @@ async def test_a_refused_originate_is_an_attempt_retried_minutes_later_and_the_c
 ) -> None:
     clock = Clock()
     bad = ny(0)
-    ami = FakeAmi(clock, refuse=lambda n: "Extension does not exist." if n == bad else None)
+    ami = pbx_for(clock, refuse=lambda n: "Extension does not exist." if n == bad else None)
     daemon = await open_lab(opened, tmp_path, clock, ami)
     # One more lead than free agents: the sixth is dialed only once a line is free for it.
     numbers = [ny(i) for i in range(6)]
     await add_campaign(daemon, campaign("spring"), numbers)
 
     await tick_all(daemon, clock)
-    assert ami.numbers() == numbers[:5]
+    assert dialed_numbers(ami) == numbers[:5]
     lead = await lead_row(daemon, bad)
     assert (lead["state"], lead["attempts"], lead["lease_attempt_id"]) == ("pending", 1, None)
     # Minutes away (the default `refused` rule: 15 min), not at once.
@@ -196,8 +186,8 @@ async def test_a_refused_originate_is_an_attempt_retried_minutes_later_and_the_c
     for _ in range(20):
         clock.now += 0.5
         await tick_all(daemon, clock)
-    assert ami.numbers() == numbers[:5] + [numbers[5]]
-    assert ami.numbers().count(bad) == 1
+    assert dialed_numbers(ami) == numbers[:5] + [numbers[5]]
+    assert dialed_numbers(ami).count(bad) == 1
     # The pacing learnt nothing about customers from it.
     assert daemon.runners["spring"].stats.estimates() is None
     assert sum(1 for _ in daemon.runners["spring"].stats._failure_times) == 0
@@ -210,7 +200,7 @@ async def test_a_refused_originate_is_an_attempt_retried_minutes_later_and_the_c
         await runner.on_record(r.ChannelHangup(uniqueid=attempt.id, at=clock.now, cause=21, cause_text="Call Rejected"))
     clock.now = NOW + 15 * 60 + 1
     await tick_all(daemon, clock)
-    assert ami.numbers().count(bad) == 2
+    assert dialed_numbers(ami).count(bad) == 2
     assert (await lead_row(daemon, bad))["attempts"] == 2
 
 
@@ -218,7 +208,7 @@ async def test_the_campaign_retries_rule_for_refused_applies_and_its_absence_nev
     tmp_path: Path, opened: list[Daemon]
 ) -> None:
     clock = Clock()
-    ami = FakeAmi(clock, refuse=lambda n: "Originate failed")
+    ami = pbx_for(clock, refuse=lambda n: "Originate failed")
     daemon = await open_lab(opened, tmp_path, clock, ami)
     await add_campaign(
         daemon, campaign("custom", retries={"refused": {"delay_minutes": 3, "max_attempts": 2}}), [ny(1)]
@@ -242,7 +232,7 @@ async def test_a_trunk_refused_again_and_again_is_backed_off_longer_each_time_un
 ) -> None:
     clock = Clock()
     refusing = {"on": True}
-    ami = FakeAmi(clock, refuse=lambda n: "Originate failed" if refusing["on"] else None)
+    ami = pbx_for(clock, refuse=lambda n: "Originate failed" if refusing["on"] else None)
     daemon = await open_lab(opened, tmp_path, clock, ami)
     # Two campaigns on the one trunk: a backoff holds them both.
     await add_campaign(daemon, campaign("one", max_lines=1), [ny(i) for i in range(0, 40)])
@@ -251,7 +241,7 @@ async def test_a_trunk_refused_again_and_again_is_backed_off_longer_each_time_un
     sent_at: list[float] = []
     for _ in range(int(200 / 0.5)):
         await tick_all(daemon, clock)
-        sent_at.extend(t for t, _, _ in ami.originated[len(sent_at):])
+        sent_at.extend(t for t, _, _ in originated(ami)[len(sent_at):])
         clock.now += 0.5
     assert len(sent_at) < 12, f"a hot loop: {len(sent_at)} Originates in 200 s"
     from dialer.core.trunks import BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS, DEFAULT_CALLS_PER_SECOND
@@ -290,7 +280,7 @@ async def test_a_trunk_refused_again_and_again_is_backed_off_longer_each_time_un
     refusing["on"] = False
     clock.now += BACKOFF_MAX_SECONDS
     await tick_all(daemon, clock)
-    [(_, number, name)] = ami.originated[len(sent_at):]
+    [(_, number, name)] = originated(ami)[len(sent_at):]
     runner = daemon.runners[name]
     [attempt_id] = [a.id for a in runner.attempts.values() if a.phone == number]
     await runner.on_record(r.ChannelCreated(uniqueid=attempt_id, at=clock.now, channel="PJSIP/carrier-00000001"))
@@ -304,7 +294,7 @@ async def test_a_failure_before_any_channel_is_a_refusal_too(tmp_path: Path, ope
     # A trunk naming an endpoint Asterisk does not have: `Originate successfully queued`,
     # then OriginateResponse Failure, Reason 0, and no channel ever (seen on Asterisk 22).
     clock = Clock()
-    ami = FakeAmi(clock)
+    ami = pbx_for(clock)
     daemon = await open_lab(opened, tmp_path, clock, ami)
     await add_campaign(daemon, campaign("ghost"), [ny(i) for i in range(5)])
     await tick_all(daemon, clock)
@@ -325,7 +315,7 @@ async def test_a_pbx_shutting_down_takes_no_attempt_from_the_leads_and_is_not_lo
     tmp_path: Path, opened: list[Daemon]
 ) -> None:
     clock = Clock()
-    ami = FakeAmi(clock, refuse=lambda n: "Asterisk is shutting down")
+    ami = pbx_for(clock, refuse=lambda n: "Asterisk is shutting down")
     daemon = await open_lab(opened, tmp_path, clock, ami)
     await add_campaign(daemon, campaign("spring"), [ny(i) for i in range(10)])
     for _ in range(40):
@@ -346,10 +336,10 @@ async def test_a_call_the_gateway_would_not_write_is_refused_without_blaming_the
     from dialer.ami.errors import AmiUnsafeValue
 
     clock = Clock()
-    ami = FakeAmi(clock)
+    ami = pbx_for(clock)
 
     async def unsafe(**kwargs: Any) -> None:
-        ami.originated.append((clock(), kwargs["channel"], kwargs["variables"]["DIALER_CAMPAIGN"]))
+        ami.originated.append({"at": clock(), **kwargs})
         raise AmiUnsafeValue("Originate", ["Channel: contains '&'"])
 
     ami.originate = unsafe  # type: ignore[method-assign]
@@ -376,7 +366,7 @@ async def test_two_450_line_ivr_campaigns_on_one_trunk_never_dial_faster_than_it
     tmp_path: Path, opened: list[Daemon]
 ) -> None:
     clock = Clock()
-    ami = FakeAmi(clock)
+    ami = pbx_for(clock)
     daemon = await open_lab(opened, tmp_path, clock, ami, trunks=[{"name": "carrier", "calls_per_second": 5}])
     await add_campaign(daemon, campaign("survey-a", ivr=True, max_lines=450), [ny(i) for i in range(0, 450)])
     await add_campaign(daemon, campaign("survey-b", ivr=True, max_lines=450), [ny(i) for i in range(450, 900)])
@@ -388,13 +378,13 @@ async def test_two_450_line_ivr_campaigns_on_one_trunk_never_dial_faster_than_it
         leased = sum(len(r.attempts) for r in daemon.runners.values())
         assert leased == len(ami.originated)
         clock.now += tick
-    times = [t for t, _, _ in ami.originated]
+    times = [t for t, _, _ in originated(ami)]
     from dialer.core.trunks import burst_for
 
     assert_never_faster(times, 5, burst_for(5, tick))
     # ... and the trunk's rate is used, shared by both campaigns.
     assert len(times) >= 5 * seconds * 0.95
-    per_campaign = {name: sum(1 for _, _, c in ami.originated if c == name) for name in ("survey-a", "survey-b")}
+    per_campaign = {name: sum(1 for _, _, c in originated(ami) if c == name) for name in ("survey-a", "survey-b")}
     assert min(per_campaign.values()) >= len(times) * 0.4, per_campaign
 
 
@@ -402,7 +392,7 @@ async def test_a_450_line_ivr_campaign_leases_no_more_than_the_default_cps_lets_
     tmp_path: Path, opened: list[Daemon]
 ) -> None:
     clock = Clock()
-    ami = FakeAmi(clock)
+    ami = pbx_for(clock)
     daemon = await open_lab(opened, tmp_path, clock, ami)
     await add_campaign(daemon, campaign("ivr", ivr=True, max_lines=450), [ny(i) for i in range(450)])
     await tick_all(daemon, clock)
@@ -423,7 +413,7 @@ async def test_a_450_line_ivr_campaign_leases_no_more_than_the_default_cps_lets_
 async def test_the_trunks_known_are_those_in_use_and_those_configured(tmp_path: Path, opened: list[Daemon]) -> None:
     clock = Clock()
     daemon = await open_lab(
-        opened, tmp_path, clock, FakeAmi(clock), trunks=[{"name": "other", "calls_per_second": 1.5}]
+        opened, tmp_path, clock, pbx_for(clock), trunks=[{"name": "other", "calls_per_second": 1.5}]
     )
     await add_campaign(daemon, campaign("spring"), [ny(1)])
     await tick_all(daemon, clock)
