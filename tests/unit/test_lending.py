@@ -101,7 +101,7 @@ def wire(lab: Lab, board: AgentBoard) -> AsteriskLikeAmi:
     ami = AsteriskLikeAmi()
     ami.board = board
     lab.ami = ami
-    lab.runner.ami = ami  # type: ignore[assignment]
+    lab.runner.ami = ami
     return ami
 
 

@@ -221,7 +221,7 @@ def daemon_for(tmp_path: Path, store: Store, runner: CampaignRunner, ami: Simula
     )
     daemon = Daemon(load_config(config), {}, drain_timeout=drain, clock=lambda: NOW.timestamp())
     daemon.store = store
-    daemon.ami = ami  # type: ignore[assignment]
+    daemon.ami = ami
     daemon.runners = {runner.campaign.name: runner}
     return daemon
 
@@ -358,7 +358,7 @@ async def test_calls_followed_when_the_ami_connection_was_lost_and_gone_after_it
     )
     # The connection drops (no Shutdown seen); on the new login no channel is left.
     ami = simulated_pbx()
-    reconciler = Reconciler(store, ami, lambda: {"faults": runner}, lambda: t + 60)  # type: ignore[arg-type]
+    reconciler = Reconciler(store, ami, lambda: {"faults": runner}, lambda: t + 60)
     summary = await reconciler.reconcile(cutoff=t + 50)
     assert (summary.adopted, summary.closed) == (0, 3)
     rows = await lead_rows(store)
@@ -426,7 +426,7 @@ async def test_a_call_up_at_the_stop_is_left_to_asterisk_and_its_lead_is_not_due
     )
     await ami.connect_once()  # the next start logs in again
     assert ami.bridged["PJSIP/agent1"][0].end is None  # the stop left the call alone
-    reconciler = Reconciler(store, ami, lambda: {"faults": nxt}, lambda: t + 30)  # type: ignore[arg-type]
+    reconciler = Reconciler(store, ami, lambda: {"faults": nxt}, lambda: t + 30)
     assert (await reconciler.reconcile(cutoff=t + 30)).adopted == 1
     await nxt.on_record(r.ChannelHangup(uniqueid=bridged.id, at=t + 90, cause=16, cause_text="Normal Clearing"))
     lead = (await lead_rows(store))[PHONES[BRIDGED]]

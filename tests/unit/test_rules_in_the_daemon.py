@@ -354,7 +354,7 @@ async def test_after_a_restart_live_calls_are_adopted_and_finished_ones_closed(s
     dialed = len(pbx.dial_log)
 
     new = Lab(store, old.runner.campaign, old.runner.campaign_id, pbx)
-    reconciler = Reconciler(store, new.ami, lambda: {"rules": new.runner}, lambda: NOW.timestamp() + 60)  # type: ignore[arg-type]
+    reconciler = Reconciler(store, new.ami, lambda: {"rules": new.runner}, lambda: NOW.timestamp() + 60)
     summary = await reconciler.reconcile(cutoff=NOW.timestamp() + 30)
     assert (summary.adopted, summary.closed) == (1, 2)
     adopted = new.runner.attempts[by_phone[NY]]
@@ -384,7 +384,7 @@ async def test_a_reconnect_leaves_attempts_sent_after_the_login_alone(store: Sto
     await asyncio.sleep(0.1)
     ny, la = (next(a for a in lab.runner.attempts.values() if a.phone == p) for p in (NY, LA))
     la.dialed_at = NOW.timestamp() + 100  # sent on the new connection: its channel may not exist yet
-    reconciler = Reconciler(store, lab.ami, lambda: {"rules": lab.runner}, lambda: NOW.timestamp() + 101)  # type: ignore[arg-type]
+    reconciler = Reconciler(store, lab.ami, lambda: {"rules": lab.runner}, lambda: NOW.timestamp() + 101)
     summary = await reconciler.reconcile(cutoff=NOW.timestamp() + 50)
     assert (summary.adopted, summary.closed) == (0, 1)
     assert list(lab.runner.attempts) == [la.id]

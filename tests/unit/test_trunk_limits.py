@@ -104,7 +104,7 @@ async def open_lab(daemons: list[Daemon], tmp: Path, clock: Clock, ami: Simulate
     loaded = load_config(write_config(tmp, **config))
     daemon = Daemon(loaded, {}, clock=clock)
     daemon.store = await Store.open(loaded.database.url)
-    daemon.ami = ami  # type: ignore[assignment]
+    daemon.ami = ami
     daemons.append(daemon)
     # Five agents free in the campaign's queue: a cold campaign dials one call per free agent.
     for agent in loaded.agents:
