@@ -2,8 +2,8 @@
 
 Every statement elsewhere in dialer.store is written once in SQLAlchemy Core and
 reads the same on both; the few things that cannot are here, and nowhere else:
-how a new engine is set up, the insert that skips a row already there, and how
-rows are locked while a transaction takes them.
+how a new engine is set up, the insert that skips a row already there, strings
+longer than their column, and how rows are locked while a transaction takes them.
 """
 
 from __future__ import annotations
@@ -53,6 +53,21 @@ def insert_ignoring_duplicates(conn: AsyncConnection, table: Any) -> Any:
     if conn.dialect.name == POSTGRESQL:
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def fit(table: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` for `table` with each string cut to its column's length.
+
+    PostgreSQL refuses a string longer than its VARCHAR (the whole write fails);
+    SQLite keeps it whole. Text from outside (Asterisk's hangup and refusal
+    messages, channel names) is cut the same way on both instead.
+    """
+    out = dict(values)
+    for name, value in values.items():
+        length = getattr(table.c[name].type, "length", None) if name in table.c else None
+        if isinstance(value, str) and length is not None and len(value) > length:
+            out[name] = value[:length]
+    return out
 
 
 def claiming(query: Select[Any], *tables: Any) -> Select[Any]:

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from dialer.core.lead_lifecycle import CalledBack, IllegalTransition
 from dialer.core.outcomes import REACHED
 from dialer.store import callbacks as callback_store
-from dialer.store import lead_transitions
+from dialer.store import dialect, lead_transitions
 from dialer.store.schema import call_attempts, callbacks, campaigns, customers, inbound_calls, leads
 from dialer.store.store import Store, _naive_utc
 
@@ -86,7 +86,9 @@ async def recognise(store: Store, forms: Sequence[str], campaign_ids: Sequence[i
 async def open_call(store: Store, **values: Any) -> None:
     async with store._write() as conn:
         await conn.execute(
-            insert(inbound_calls).values(**{k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
+            insert(inbound_calls).values(
+                **dialect.fit(inbound_calls, {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
+            )
         )
 
 

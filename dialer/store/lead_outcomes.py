@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, or_, select, update
 from dialer.core.faults import after_fault, is_fault
 from dialer.core.lead_lifecycle import AttemptEnded, NotSent, Released
 from dialer.core.retry import Close, Retry, RetryRule, after_attempt
-from dialer.store import lead_transitions
+from dialer.store import dialect, lead_transitions
 from dialer.store.schema import call_attempts
 from dialer.store.store import Store, _naive_utc, utcnow
 
@@ -39,7 +39,7 @@ class OpenAttempt:
 
 
 def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+    return dialect.fit(call_attempts, {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
 
 
 async def finish_with_rules(

@@ -356,7 +356,7 @@ class Store:
         return leased
 
     async def update_attempt(self, attempt_id: str, **values: Any) -> None:
-        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        values = dialect.fit(call_attempts, {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
         async with self._write() as conn:
             await conn.execute(update(call_attempts).where(call_attempts.c.id == attempt_id).values(**values))
 
@@ -375,7 +375,7 @@ class Store:
         asks the campaign's rules instead): `done` closes it with `outcome` and no reason;
         `pending` makes it due at `next_attempt_at` (at once when None).
         """
-        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+        values = dialect.fit(call_attempts, {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()})
         now = utcnow()
         async with self._write() as conn:
             await conn.execute(

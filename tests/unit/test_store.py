@@ -258,6 +258,23 @@ async def test_finish_attempt_updates_the_attempt_and_its_lead_together(store: S
     )
 
 
+async def test_text_from_asterisk_longer_than_its_column_is_cut_alike_on_both_databases(store: Store) -> None:
+    from dialer.store.lead_outcomes import finish_with_rules
+
+    campaign = await campaign_with_leads(store, ["+15550001", "+15550002"])
+    first, second = await store.lease_due_leads(campaign, 2, NOW)
+    refusal = "Channel PJSIP/" + "x" * 250 + " does not exist"  # a refused Originate's message, 200 chars kept
+    await store.update_attempt(first.attempt_id, channel="Local/" + "9" * 300 + "@dialer-out;1")
+    await store.finish_attempt(first.attempt_id, outcome="failed", lead_state="done", hangup_cause_text=refusal)
+    await finish_with_rules(store, second.attempt_id, outcome="failed", now=NOW, rules={}, hangup_cause_text=refusal[:200])
+    attempts = {a["id"]: a for a in await store.attempts(campaign)}
+    for lease in (first, second):
+        assert (attempts[lease.attempt_id]["state"], attempts[lease.attempt_id]["hangup_cause_text"]) == (
+            "ended", refusal[:64]
+        )
+    assert attempts[first.attempt_id]["channel"] == ("Local/" + "9" * 300)[:128]
+
+
 async def test_finish_attempt_to_retry_sets_the_next_time_and_no_final_outcome(store: Store) -> None:
     campaign = await campaign_with_leads(store, ["+15550001"])
     [lease] = await store.lease_due_leads(campaign, 1, NOW)
