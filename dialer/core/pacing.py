@@ -13,9 +13,8 @@ Modes:
 
 Every mode respects the same hard rules: nothing without a logged-in agent, never above
 `max_lines`, and when the abandon budget is spent (one more abandon would break the
-limit) ratio and predictive fall back to progressive, except that a small team's
-predictive, in a young window (its budget small because little was answered yet), still
-dials at the widest margin. A cold start (no estimates yet) also dials progressively.
+limit) ratio and predictive fall back to progressive. A cold start (no estimates yet)
+also dials progressively.
 """
 
 from __future__ import annotations
@@ -135,16 +134,7 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
     in_flight = len(snapshot.ringing) + snapshot.waiting_for_agent
     progressive = max(0, snapshot.agents_free - in_flight)
     limit = min(policy.abandon_limit, snapshot.abandon.limit)
-    exhausted = snapshot.abandon.exhausted(limit)
-    # A small team's young window has a small budget because little was answered yet, not
-    # because the campaign ran hot: predictive still dials there, at the widest margin,
-    # instead of progressive until ~33 answers (20 minutes for 5 agents) and again after
-    # each abandon. A big team earns its budget within a minute: no bet is worth it there.
-    unearned = (
-        exhausted and snapshot.abandon.answered < YOUNG_WINDOW and snapshot.agents_logged_in <= BUDGET_TEAM
-    )
-    gated = exhausted and not (unearned and policy.mode is PacingMode.predictive)
-    if policy.mode is PacingMode.progressive or gated:
+    if policy.mode is PacingMode.progressive or snapshot.abandon.exhausted(limit):
         wanted = progressive
     elif policy.mode is PacingMode.ratio:
         wanted = max(0, math.floor(policy.ratio * snapshot.agents_free + 1e-9) - in_flight)
@@ -153,8 +143,7 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
     else:
         # Progressive is always safe (each call has its free agent), so never dial less.
         ramp = max(1, math.ceil(policy.ramp_per_tick * snapshot.agents_logged_in))
-        z = policy.max_safety if exhausted else safety_margin(snapshot.abandon, policy, snapshot.agents_logged_in)
-        wanted = max(progressive, min(progressive + ramp, _predictive(snapshot, policy, snapshot.estimates, room, z)))
+        wanted = max(progressive, min(progressive + ramp, _predictive(snapshot, policy, snapshot.estimates, room)))
     return max(0, min(wanted, room))
 
 
@@ -209,9 +198,7 @@ def _offsets(step: float, horizon: float, shift: float) -> tuple[float, ...]:
     return tuple(i * step + shift for i in range(count + 1))
 
 
-def _predictive(
-    snapshot: PacingSnapshot, policy: PacingPolicy, estimates: CampaignEstimates, room: int, z: float
-) -> int:
+def _predictive(snapshot: PacingSnapshot, policy: PacingPolicy, estimates: CampaignEstimates, room: int) -> int:
     demand_at = _offsets(policy.step, policy.horizon, 0.0)
     # An agent who frees up within the grace time after a customer answered still takes
     # that customer in time: supply at t is agents free by t + grace.
@@ -238,6 +225,7 @@ def _predictive(
     slack = [free + supply[i] - waiting - demand[i] for i in range(points)]
 
     new_call, new_variance = estimates.ring.new_call(demand_at)
+    z = safety_margin(snapshot.abandon, policy, snapshot.agents_logged_in)
     # The answer rate is itself an estimate from a few hundred live answers, and its error
     # moves every ringing call's forecast the same way (no averaging out): its variance
     # grows with the square of the calls in play. Leaving it out let a rate estimated 2
