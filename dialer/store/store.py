@@ -219,19 +219,21 @@ class Store:
     # -- campaigns -------------------------------------------------------
 
     async def sync_campaign(self, name: str, type_: str) -> int:
-        """Create the campaign's row if needed; return its id."""
+        """Create the campaign's row if needed; return its id.
+
+        Daemons starting together on one PostgreSQL may both create it: the
+        insert skips a row another has just made instead of failing.
+        """
         now = utcnow()
         async with self._write() as conn:
-            row = (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).first()
-            if row:
+            if (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).first() is None:
                 await conn.execute(
-                    update(campaigns).where(campaigns.c.id == row.id).values(type=type_, updated_at=now)
+                    dialect.insert_ignoring_duplicates(conn, campaigns).values(
+                        name=name, type=type_, created_at=now, updated_at=now
+                    )
                 )
-                return row.id
-            result = await conn.execute(
-                insert(campaigns).values(name=name, type=type_, created_at=now, updated_at=now)
-            )
-            return result.inserted_primary_key[0]
+            await conn.execute(update(campaigns).where(campaigns.c.name == name).values(type=type_, updated_at=now))
+            return (await conn.execute(select(campaigns.c.id).where(campaigns.c.name == name))).scalar_one()
 
     async def campaign_id(self, name: str) -> int:
         async with self._read() as conn:
@@ -466,14 +468,14 @@ class Store:
         now = _naive_utc(now)
         async with self._write() as conn:
             for agent in configured:
-                exists = (await conn.execute(select(agents.c.id).where(agents.c.id == agent.id))).first()
                 values = {"name": agent.name, "interface": agent.interface}
-                if exists:
-                    await conn.execute(update(agents).where(agents.c.id == agent.id).values(**values))
-                else:
-                    await conn.execute(
-                        insert(agents).values(id=agent.id, state="logged_out", state_changed_at=now, **values)
+                # A row another daemon made meanwhile is skipped, then updated like any existing one.
+                await conn.execute(
+                    dialect.insert_ignoring_duplicates(conn, agents).values(
+                        id=agent.id, state="logged_out", state_changed_at=now, **values
                     )
+                )
+                await conn.execute(update(agents).where(agents.c.id == agent.id).values(**values))
 
     async def set_agent_state(self, agent_id: str, state: str, now: datetime) -> None:
         async with self._write() as conn:

@@ -86,3 +86,17 @@ async def test_errors_never_show_the_urls_password(postgres_server: PostgresServ
 async def test_an_unsupported_database_is_refused_by_name() -> None:
     with pytest.raises(StoreError, match="mysql is not a supported database"):
         await Store.open("mysql+aiomysql://dialer:s3cret-pw@127.0.0.1/dialer")
+
+
+async def test_daemons_starting_together_share_the_campaign_and_agent_rows(two_daemons: tuple[Store, Store]) -> None:
+    from types import SimpleNamespace
+
+    first, second = two_daemons
+    configured = [SimpleNamespace(id=f"agent{i}", name=None, interface=f"PJSIP/agent{i}") for i in range(5)]
+    for _ in range(5):
+        ids = await asyncio.gather(*(store.sync_campaign(f"c{n}", "sales") for n in range(4) for store in (first, second)))
+        assert ids[0::2] == ids[1::2], "two daemons got different rows for one campaign"
+        await asyncio.gather(*(store.sync_agents(configured, NOW) for store in (first, second)))
+    async with first.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM campaigns"))).scalar() == 4
+        assert (await conn.execute(text("SELECT count(*) FROM agents"))).scalar() == 5
