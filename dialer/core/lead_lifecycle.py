@@ -314,8 +314,9 @@ def transition(lead: Lead, event: LeadEvent, now: datetime) -> LeadChange:
             after = Lead(
                 LeadState.pending, attempts=0, next_attempt_at=due_at, priority=PRIORITY_CALLBACK, callback_id=callback_id
             )
-            # The callback it was booked on (if it was one) is fulfilled by that attempt.
-            previous = lead.callback_id if lead.callback_id != callback_id else None
+            # The callback the lead was due for is fulfilled by the attempt this one was booked
+            # on; booked on no attempt (the caller's key), it only replaces it.
+            previous = lead.callback_id if attempt_id is not None and lead.callback_id != callback_id else None
             return LeadChange(lead, after, closes_callback=previous, by_attempt=attempt_id)
         case CalledBack(final_reason):
             if lead.state is LeadState.done:

@@ -365,3 +365,11 @@ async def test_a_writer_that_lost_the_lead_to_another_changes_nothing(store: Sto
             )
         after = await lead_transitions.read(conn, lead_id)
     assert after is not None and (after.state, after.final_reason) == (LeadState.done, "sale")
+
+
+def test_a_callback_is_fulfilled_by_the_attempt_it_was_booked_on_and_only_replaced_by_a_callers_key() -> None:
+    due = transition(NEW_LEAD, CallbackBooked(1, NOW), NOW).after
+    on_call = transition(transition(due, Leased("a1"), NOW).after, CallbackBooked(2, NOW, "a1"), NOW)
+    assert (on_call.closes_callback, on_call.by_attempt, on_call.after.callback_id) == (1, "a1", 2)
+    by_key = transition(due, CallbackBooked(2, NOW), NOW)
+    assert (by_key.closes_callback, by_key.after.callback_id) == (None, 2)
