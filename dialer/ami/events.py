@@ -6,28 +6,32 @@ from collections.abc import Mapping
 
 from dialer.core import records as r
 
-# Events the dialer reads; everything else is dropped at the door.
-WANTED = frozenset(
-    {
-        "originateresponse",
-        "newchannel",
-        "newstate",
-        "hangup",
-        "queuecallerjoin",
-        "agentcalled",
-        "agentconnect",
-        "agentcomplete",
-        "agentringnoanswer",
-        "userevent",
-        "queuememberstatus",
-        "queuememberadded",
-        "queuememberremoved",
-        "queuememberpause",
-        "queuemember",  # an entry of a QueueStatus list
-        "shutdown",
-        "softhanguprequest",
-    }
+# Events the dialer reads, as Asterisk spells them. The gateway asks Asterisk for
+# these alone at every login (`dialer.ami.gateway.subscribe`; asterisk-conf/manager.conf
+# lists them too, for an AMI user without the `system` right the Filter action needs):
+# a call brings ~16 events, RTCP reports, dialplan steps, bridges..., most unread.
+SUBSCRIBED = (
+    "OriginateResponse",
+    "Newchannel",
+    "Newstate",
+    "Hangup",
+    "QueueCallerJoin",
+    "AgentCalled",
+    "AgentConnect",
+    "AgentComplete",
+    "AgentRingNoAnswer",
+    "UserEvent",
+    "QueueMemberStatus",
+    "QueueMemberAdded",
+    "QueueMemberRemoved",
+    "QueueMemberPause",
+    "Shutdown",
+    "SoftHangupRequest",
 )
+
+# Everything else is dropped at the door; `queuemember` is an entry of a QueueStatus
+# list (an action's reply, which no filter holds back).
+WANTED = frozenset({name.lower() for name in SUBSCRIBED} | {"queuemember"})
 
 
 # Asterisk's AST_SOFTHANGUP_SHUTDOWN: the reason a SoftHangupRequest gives when the PBX stops.

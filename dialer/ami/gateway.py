@@ -180,6 +180,31 @@ async def ping_until_lost(pbx: Pinged, stopping: asyncio.Event, lost: asyncio.Ev
             return
 
 
+async def subscribe(pbx: Pinged, names: Iterable[str]) -> bool:
+    """Ask the PBX for these events alone on this session (AMI `Filter`, by event name).
+
+    Filters live as long as the session, so this runs after every login; all are sent
+    at once (one round trip). Asterisk grants `Filter` only to a user with `system`
+    write, which the shipped manager.conf withholds (it filters with `eventfilter`
+    lines instead): a refusal is no error, the gateway's own filter still drops the
+    rest. Returns False if refused.
+    """
+    replies = await asyncio.gather(
+        *(
+            pbx.action({"Action": "Filter", "Operation": "Add", "MatchCriteria": f"action(include),name({name})"})
+            for name in names
+        ),
+        return_exceptions=True,
+    )
+    for reply in replies:
+        if isinstance(reply, AmiActionFailed):
+            log.info("ami.filter_refused", error=reply.message, falls_back_to="manager.conf eventfilter lines")
+            return False
+        if isinstance(reply, BaseException):
+            raise reply
+    return True
+
+
 class AmiGateway:
     def __init__(
         self,

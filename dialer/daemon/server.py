@@ -19,8 +19,8 @@ from typing import Any
 import structlog
 
 from dialer.ami.errors import AmiActionFailed, AmiError, AmiLoginFailed, AmiNotConnected
-from dialer.ami.events import WANTED, to_record
-from dialer.ami.gateway import AmiGateway
+from dialer.ami.events import SUBSCRIBED, WANTED, to_record
+from dialer.ami.gateway import AmiGateway, subscribe
 from dialer.config.models import AgentConfig, AmiServer, Campaign, DialerConfig
 from dialer.control.campaign_states import CampaignControls, RunState
 from dialer.control.daemon_view import CampaignStatus, ConfigReload, Status
@@ -616,6 +616,7 @@ class Daemon:
 
     async def _after_login(self) -> None:
         assert self.ami is not None
+        await subscribe(self.ami, SUBSCRIBED)
         cutoff = self.clock()  # attempts sent before this login are reconciled
         # No runner dials on a half-known board (a key call would borrow a general
         # agent while the key team is still being added).

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -232,6 +233,8 @@ class SimulatedPbx:
         """Per agent interface, each interval it was bridged to a customer."""
         self.abandoned: list[Abandoned] = []
         self.counters: Counter[str] = Counter()
+        self.event_filter: set[str] = set()
+        """Event names the session asked for (AMI `Filter`, `name(...)`); empty: every event."""
 
     def attach(self, server: AmiServer, clock: Callable[[], float]) -> SimulatedPbx:
         """The daemon's `pbx_factory`: take its clock and its AMI timeouts."""
@@ -289,6 +292,7 @@ class SimulatedPbx:
             raise AmiLoginFailed("Asterisk refused the login of user 'dialer': Authentication failed")
         self._lost = asyncio.Event()
         self._link = True
+        self.event_filter.clear()  # a session's filters die with it
         self.connected.set()
         self.counters["logins"] += 1
         self._emit({"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "1", "LastReload": "1",
@@ -376,6 +380,8 @@ class SimulatedPbx:
                 return self._queue_status(str(get.get("queue", "") or ""))
             case "coreshowchannels":
                 return self._core_show_channels()
+            case "filter":
+                return self._filter(str(get.get("operation", "")), str(get.get("matchcriteria", "")))
             case "userevent":
                 self._emit({"Event": "UserEvent", **{k: str(v) for k, v in fields.items() if k != "Action"}})
                 return {"Response": "Success"}
@@ -1016,10 +1022,21 @@ class SimulatedPbx:
                 19: "No user responding", 21: "Call Rejected", 34: "Circuit/channel congestion"}.get(cause, "Unknown")
         self._channel_event("Hangup", leg, call, {"Cause": str(cause), "Cause-txt": text})
 
+    def _filter(self, operation: str, criteria: str) -> dict[str, str]:
+        """Asterisk 22's Filter action, as far as the daemon uses it: include events by name."""
+        name = re.fullmatch(r"(?:action\(include\),)?name\(([A-Za-z0-9_]+)\)", criteria)
+        if operation.lower() != "add" or name is None:
+            return {"Response": "Error", "Message": "Filter Not Added"}
+        self.event_filter.add(name.group(1).lower())
+        return {"Response": "Success", "Message": "Filter added successfully"}
+
     def _emit(self, event: dict[str, str]) -> None:
         self.counters[f"event.{event['Event']}"] += 1
         if not self._link or self._half_open():
             self.counters["events_lost"] += 1
+            return
+        if self.event_filter and event["Event"].lower() not in self.event_filter:
+            self.counters["events_filtered"] += 1
             return
         if self._wanted is not None and event["Event"].lower() not in self._wanted:
             return

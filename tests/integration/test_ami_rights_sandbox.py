@@ -8,11 +8,13 @@ shipped `asterisk-conf/manager.conf` with its placeholders filled.
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from dialer.ami.events import SUBSCRIBED
 from dialer.sandbox import SandboxState
 
 pytestmark = pytest.mark.sandbox
@@ -22,6 +24,8 @@ class RawAmi:
     def __init__(self, sandbox: SandboxState) -> None:
         self.conn = socket.create_connection((sandbox.ami.host, sandbox.ami.port), timeout=10)
         self.buffer = b""
+        self.events: list[dict[str, str]] = []
+        """Events that arrived while waiting for replies."""
         self.conn.recv(100)  # the banner line
         login = self.send(
             {"Action": "Login", "Username": sandbox.ami.username, "Secret": sandbox.ami.secret, "Events": "off"}
@@ -43,6 +47,8 @@ class RawAmi:
             )
             if reply.get("ActionID") == action_id and "Response" in reply:
                 return reply
+            if "Event" in reply:
+                self.events.append(reply)
 
     def close(self) -> None:
         self.conn.sendall(b"Action: Logoff\r\n\r\n")
@@ -98,3 +104,24 @@ def test_the_dialer_user_may_do_what_the_daemon_does(ami: RawAmi) -> None:
     hangup = ami.send({"Action": "Hangup", "Channel": "PJSIP/no-such-channel-00000000"})
     # Allowed, and refused only for want of the channel.
     assert hangup["Message"] != "Permission denied", hangup
+
+
+def test_the_dialer_user_receives_only_the_events_the_daemon_reads(ami: RawAmi) -> None:
+    # The Filter action needs `system` write, which this user has not: the daemon's own
+    # Filter is refused, and manager.conf's eventfilter lines hold back the rest.
+    refused = ami.send({"Action": "Filter", "Operation": "Add", "MatchCriteria": "action(include),name(Hangup)"})
+    assert refused["Message"] == "Permission denied", refused
+    assert ami.send({"Action": "Events", "EventMask": "on"})["Response"] == "Success"
+    # A caller ID and a variable: unfiltered, NewCallerid and NewConnectedLine come too.
+    reply = ami.send(
+        {"Action": "Originate", "Channel": "Local/1@dialer-agents", "Application": "Wait", "Data": "1",
+         "CallerID": "Check <100>", "Variable": "DIALER_CHECK=1", "Async": "true"}
+    )
+    assert reply["Response"] == "Success", reply
+    deadline = time.monotonic() + 10
+    while sum(e["Event"] == "Hangup" for e in ami.events) < 2 and time.monotonic() < deadline:
+        ami.send({"Action": "Ping"})
+        time.sleep(0.1)
+    names = {e["Event"] for e in ami.events}
+    assert {"Newchannel", "Hangup", "OriginateResponse"} <= names, names
+    assert names <= set(SUBSCRIBED), names - set(SUBSCRIBED)

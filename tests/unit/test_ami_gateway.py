@@ -10,7 +10,8 @@ from itertools import islice
 import pytest
 
 from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout
-from dialer.ami.gateway import AmiGateway, _Protocol, backoff_delays
+from dialer.ami.events import SUBSCRIBED, WANTED
+from dialer.ami.gateway import AmiGateway, _Protocol, backoff_delays, subscribe
 from dialer.config.models import AmiServer
 
 SECRET = "s3cret"
@@ -24,6 +25,7 @@ class FakeAmi:
         self.received: list[dict[str, str]] = []
         self.silent: set[str] = set()  # lower-cased action names never answered
         self.logins = 0
+        self.filter_right = False  # the user's `system` write, which the Filter action needs
         self.port = 0
         self._writers: list[asyncio.StreamWriter] = []
         self._handlers: set[asyncio.Task[None]] = set()
@@ -72,6 +74,11 @@ class FakeAmi:
             reply.update(Ping="Pong", Timestamp="1732350000.000000")
         elif name == "originate":
             reply["Message"] = "Originate successfully queued"
+        elif name == "filter":
+            if self.filter_right:
+                reply["Message"] = "Filter added successfully"
+            else:
+                reply.update(Response="Error", Message="Permission denied")
         else:
             reply.update(Response="Error", Message="Invalid/unknown command")
         writer.write(_block(reply))
@@ -366,6 +373,36 @@ async def test_events_land_on_the_queue_with_the_receive_time(ami: FakeAmi) -> N
             "Hangup", ATTEMPT, "17", "User busy"
         )
         assert gateway.events.empty(), "an event the gateway was told to drop was queued"
+    finally:
+        await gateway.close()
+
+
+async def test_subscribe_asks_for_each_event_the_daemon_reads_by_name(ami: FakeAmi) -> None:
+    ami.filter_right = True
+    gateway = AmiGateway(server_config(ami.port))
+    await gateway.connect_once()
+    try:
+        assert await subscribe(gateway, SUBSCRIBED) is True
+        filters = [a for a in ami.received if a["Action"] == "Filter"]
+        assert [(a["Operation"], a["MatchCriteria"]) for a in filters] == [
+            ("Add", f"action(include),name({name})") for name in SUBSCRIBED
+        ]
+        assert {name.lower() for name in SUBSCRIBED} | {"queuemember"} == WANTED
+    finally:
+        await gateway.close()
+
+
+async def test_a_filter_refused_for_want_of_the_system_right_is_no_error(ami: FakeAmi) -> None:
+    gateway = AmiGateway(server_config(ami.port), wanted_events=WANTED)
+    await gateway.connect_once()
+    try:
+        assert await subscribe(gateway, SUBSCRIBED) is False
+        # Still logged in, and still filtering on its own side.
+        assert gateway.connected.is_set()
+        ami.send_event({"Event": "RTCPSent", "Uniqueid": "1"})
+        ami.send_event({"Event": "Hangup", "Uniqueid": "1", "Cause": "16"})
+        raw, _ = await asyncio.wait_for(gateway.events.get(), 2)
+        assert raw["Event"] == "Hangup"
     finally:
         await gateway.close()
 

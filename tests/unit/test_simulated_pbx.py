@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout, AmiUnsafeValue
-from dialer.ami.events import WANTED, to_record
+from dialer.ami.events import SUBSCRIBED, WANTED, to_record
 from dialer.ami.gateway import AmiGateway
 from dialer.config.loader import load_config
 from dialer.config.models import AmiServer, Campaign
@@ -335,9 +335,14 @@ async def test_the_daemon_runs_a_campaign_to_the_end_against_the_simulation(tmp_
         assert progress.finished and progress.outcomes == {"answered": 4}
     finally:
         await store.close()
-    # The login flow ran against it unchanged: agents added, their queue read, and removed at the stop.
+    # The login flow ran against it unchanged: the daemon's events asked for, agents added,
+    # their queue read, and removed at the stop.
     names = [a["Action"] for a in sim.actions]
-    assert names[:3] == ["QueueAdd", "QueueAdd", "QueueStatus"]
+    subscribed = len(SUBSCRIBED)
+    assert names[:subscribed] == ["Filter"] * subscribed
+    assert sim.event_filter == {name.lower() for name in SUBSCRIBED}
+    assert sim.counters["events_filtered"] > 0  # DialBegin, BridgeEnter... never reached the daemon
+    assert names[subscribed : subscribed + 3] == ["QueueAdd", "QueueAdd", "QueueStatus"]
     assert names[-2:] == ["QueueRemove", "QueueRemove"]
 
 
