@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dialer.cli.report import campaign_report
 from dialer.config.loader import load_config
 from dialer.config.models import Campaign
 from dialer.daemon.server import Daemon, StartupError
@@ -77,6 +78,11 @@ async def test_the_daemon_runs_a_campaign_to_the_end_on_postgresql(
     ]
     assert sorted(d.number for d in sim.dial_log) == sorted(phones), "each number dialled once"
     assert sum(len(v) for v in sim.bridged.values()) == 6 and not sim.abandoned
+    report = await campaign_report(url, "pg")  # what `dialer report` reads and prints
+    assert (report["leads"], report["outcomes"], report["abandon_rate"]) == (
+        {"total": 6, "pending": 0, "in_progress": 0, "done": 6}, {"answered": 6}, 0
+    )
+    assert sum(report["calls_per_agent"].values()) == 6 and report["mean_talk_seconds"] > 0
     shown = capsys.readouterr()
     assert "campaign" in shown.out + shown.err, "the daemon's log was not captured"
     assert PASSWORD not in shown.out + shown.err
