@@ -21,20 +21,24 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def _database(request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/dialer.db"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.database_url(migrated=migrated)
+    yield url
+    server.drop(url)  # each is a few MB: a session's worth would fill the disk for nothing
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of the store's: a new SQLite file, or a new database on the session's PostgreSQL
     already at the migrations' head (`Store.open` still runs them, finding nothing to do)."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/dialer.db"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.database_url(migrated=True)
+    yield from _database(request, tmp_path, migrated=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: the migrations run from nothing."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path}/dialer.db"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.database_url()
+    yield from _database(request, tmp_path, migrated=False)

@@ -169,6 +169,12 @@ class PostgresServer:
                    "--strategy", "file_copy", *template, name])
         return f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
 
+    def drop(self, url: str) -> None:
+        """Drop a database `database_url` gave, closing what a test left connected to it."""
+        name = make_url(url).database or ""
+        self._run([str(self.bin / "dropdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER,
+                   "--force", "--if-exists", name])
+
     def _stop_process(self) -> None:
         if self.process is None:
             return
