@@ -48,12 +48,12 @@ class PostgresUnavailable(Exception):
     """The server could not be installed, initialised or started; the message says why."""
 
 
-def server_bin_dir(install: Callable[[Sequence[str]], None] | None = None) -> Path:
+def server_bin_dir(install: Callable[[Sequence[str]], None] | None = None, root: Path = BIN_ROOT) -> Path:
     """The newest installed major version's bin directory, installing the package when none is."""
 
     def newest() -> Path | None:
         found = sorted(
-            (p.parent for p in BIN_ROOT.glob("*/bin/initdb")),
+            (p.parent for p in root.glob("*/bin/initdb")),
             key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         )
         return found[-1] if found else None
@@ -63,7 +63,7 @@ def server_bin_dir(install: Callable[[Sequence[str]], None] | None = None) -> Pa
         (install or _install)([PACKAGE])
         where = newest()
     if where is None:
-        raise PostgresUnavailable(f"no initdb under {BIN_ROOT} after installing {PACKAGE}")
+        raise PostgresUnavailable(f"no initdb under {root} after installing {PACKAGE}")
     return where
 
 
