@@ -1,5 +1,6 @@
 """`dialer leads import` with E.164 numbers, `dialer dnc`, `dialer callbacks list` and
-`dialer events import`, run as a user runs them (argv in, output and exit code out)."""
+`dialer events import`, run as a user runs them (argv in, output and exit code out), on SQLite
+and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from dialer.store.schema import leads
 from dialer.store.store import Store
 
 
-def setup(tmp: Path, *campaigns: dict[str, Any], default_region: str | None = "US") -> Path:
+def setup(
+    tmp: Path, *campaigns: dict[str, Any], default_region: str | None = "US", url: str = "sqlite+aiosqlite:///dialer.db"
+) -> Path:
     (tmp / "campaigns").mkdir()
     for campaign in campaigns:
         body = {
@@ -32,7 +35,7 @@ def setup(tmp: Path, *campaigns: dict[str, Any], default_region: str | None = "U
     config = tmp / "dialer.yaml"
     settings: dict[str, Any] = {
         "ami": [{"username": "dialer", "secret": "x"}],
-        "database": {"url": "sqlite+aiosqlite:///dialer.db"},
+        "database": {"url": url},
         "campaign_dir": "campaigns",
     }
     if default_region:
@@ -47,8 +50,8 @@ def run(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tuple[i
     return code, out, err
 
 
-async def lead_rows(db: Path) -> list[dict[str, Any]]:
-    store = await Store.open(f"sqlite+aiosqlite:///{db}")
+async def lead_rows(url: str) -> list[dict[str, Any]]:
+    store = await Store.open(url)
     try:
         async with store.engine.connect() as conn:
             return [dict(r) for r in (await conn.execute(select(leads).order_by(leads.c.id))).mappings()]
@@ -56,14 +59,14 @@ async def lead_rows(db: Path) -> list[dict[str, Any]]:
         await store.close()
 
 
-def test_leads_import_normalises_to_e164_and_rejects_invalid_numbers_by_line(tmp_path: Path, capsys) -> None:
-    config = setup(tmp_path, {"name": "sales"})
+def test_leads_import_normalises_to_e164_and_rejects_invalid_numbers_by_line(tmp_path: Path, store_url: str, capsys) -> None:
+    config = setup(tmp_path, {"name": "sales"}, url=store_url)
     (tmp_path / "leads.csv").write_text("phone,name\n(212) 555-0123,Ann\n12345,Bob\n+44 20 7946 0018,Cy\n")
     code, out, err = run(capsys, config, "leads", "import", "sales", str(tmp_path / "leads.csv"))
     assert code == 1
     assert "imported 2 lead(s)" in out
     assert f"{tmp_path / 'leads.csv'}:3: phone: not a valid number in US: '12345'" in err
-    rows = asyncio.run(lead_rows(tmp_path / "dialer.db"))
+    rows = asyncio.run(lead_rows(store_url))
     assert [r["phone"] for r in rows] == ["+12125550123", "+442079460018"]
 
 
@@ -74,8 +77,8 @@ def test_an_as_is_campaign_keeps_lab_numbers(tmp_path: Path, capsys) -> None:
     assert code == 0 and "imported 1 lead(s)" in out
 
 
-def test_dnc_import_add_list_remove(tmp_path: Path, capsys) -> None:
-    config = setup(tmp_path, {"name": "sales"})
+def test_dnc_import_add_list_remove(tmp_path: Path, store_url: str, capsys) -> None:
+    config = setup(tmp_path, {"name": "sales"}, url=store_url)
     (tmp_path / "dnc.csv").write_text("phone\n212-555-0123\n+1 310 555 0100\nnonsense\n")
     code, out, err = run(capsys, config, "dnc", "import", str(tmp_path / "dnc.csv"))
     assert (code, out.strip()) == (1, "the global list: 2 number(s) added, 0 already listed, 1 row(s) rejected")
@@ -95,17 +98,17 @@ def test_dnc_import_add_list_remove(tmp_path: Path, capsys) -> None:
     assert code == 2 and "no campaign named 'nope'" in err
 
 
-def test_callbacks_list_shows_scheduled_callbacks(tmp_path: Path, capsys) -> None:
+def test_callbacks_list_shows_scheduled_callbacks(tmp_path: Path, store_url: str, capsys) -> None:
     from dialer.config.loader import load_campaign_dir
     from dialer.dispositions import apply_disposition
     from dialer.leads.csv_import import LeadRow
 
-    config = setup(tmp_path, {"name": "sales"})
+    config = setup(tmp_path, {"name": "sales"}, url=store_url)
     code, out, _ = run(capsys, config, "callbacks", "list")
     assert (code, out.strip()) == (0, "no callbacks scheduled")
 
     async def schedule() -> None:
-        store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'dialer.db'}")
+        store = await Store.open(store_url)
         try:
             campaign_id = await store.sync_campaign("sales", "telemarketing")
             await store.import_leads(campaign_id, [LeadRow(line=2, phone="+12125550123")])
@@ -136,11 +139,12 @@ def test_callbacks_list_shows_scheduled_callbacks(tmp_path: Path, capsys) -> Non
     )
 
 
-def test_events_import_schedules_revisits_n_days_after_each_event_once(tmp_path: Path, capsys) -> None:
+def test_events_import_schedules_revisits_n_days_after_each_event_once(tmp_path: Path, store_url: str, capsys) -> None:
     config = setup(
         tmp_path,
         {"name": "revisits", "type": "callback", "revisit": {"complaint_closed": 7, "low_satisfaction": 2}},
         {"name": "sales"},
+        url=store_url,
     )
     (tmp_path / "events.csv").write_text(
         "phone,event,date,name\n"
@@ -153,11 +157,12 @@ def test_events_import_schedules_revisits_n_days_after_each_event_once(tmp_path:
     # All or nothing: one bad row and nothing is imported.
     assert code == 2 and f"{tmp_path / 'events.csv'}:5: event: unknown event 'birthday'" in err
     assert out == "" and not (tmp_path / "dialer.db").exists()
+    assert asyncio.run(lead_rows(store_url)) == []
     (tmp_path / "events.csv").write_text((tmp_path / "events.csv").read_text().replace("birthday", "new_customer"))
     code, out, err = run(capsys, config, "events", "import", str(tmp_path / "events.csv"))
     assert code == 0, err
     assert out.strip() == "revisits: 2 revisit(s) scheduled, 0 already imported, 0 lead(s) in a call now"
-    rows = asyncio.run(lead_rows(tmp_path / "dialer.db"))
+    rows = asyncio.run(lead_rows(store_url))
     assert [(r["phone"], r["state"], r["next_attempt_at"]) for r in rows] == [
         ("+12125550123", "pending", datetime(2026, 11, 27)),
         ("+13105550100", "pending", datetime(2026, 11, 23, 17, 30)),
