@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from dialer.config.models import Campaign
 from dialer.core.calling_window import CallingWindow
+from dialer.core.outcomes import LIVE_ANSWER, NOT_PLACED, Outcome, abandon_rate
 from dialer.dst.pbx_world import DaemonPbx
 
 SCREEN_TO_DIAL_S = 30.0
@@ -21,7 +22,7 @@ SCREEN_TO_DIAL_S = 30.0
 an Originate (a slow database included)."""
 ABANDON_MIN_ANSWERS = 100
 """Live answers in the window before the abandon ceiling is judged (the pacing's own young-window size)."""
-FAULT_OUTCOMES = ("interrupted", "refused")
+FAULT_OUTCOMES = NOT_PLACED | {Outcome.interrupted}
 """Outcomes that say the PBX or the link failed, not the customer: never a lead's last word."""
 
 
@@ -229,7 +230,7 @@ class Checker:
 
     def _abandon_rate(self, now, attempts, leads, final) -> Violation | None:
         live = [a for a in attempts.values() if a.answered_at is not None and a.outcome is not None
-                and not a.cut_short and a.outcome in ("answered", "abandoned")]
+                and not a.cut_short and a.outcome in LIVE_ANSWER]
         if len(live) < ABANDON_MIN_ANSWERS:
             return None
         abandoned = sum(1 for a in live if a.abandoned)
@@ -238,7 +239,7 @@ class Checker:
         if abandoned > limit * len(live) + 1:
             return self._violation("abandon rate within the limit per window", now,
                                    f"{abandoned} abandoned of {len(live)} live answers "
-                                   f"({abandoned / len(live):.1%} > {limit:.0%})")
+                                   f"({abandon_rate(abandoned, len(live)):.1%} > {limit:.0%})")
         return None
 
 

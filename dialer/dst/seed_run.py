@@ -34,6 +34,7 @@ import yaml
 from dialer.config.campaign_rules import DEFAULT_RETRIES
 from dialer.config.loader import load_campaign, load_config
 from dialer.config.models import AmiServer
+from dialer.core.outcomes import DialingMode
 from dialer.daemon import campaign_watcher
 from dialer.daemon.server import Daemon, StartupError
 from dialer.dst.pbx_world import DaemonPbx
@@ -228,7 +229,8 @@ class _Simulation:
     # -- the world -------------------------------------------------------------------
 
     def _campaign_doc(self) -> dict[str, Any]:
-        mode = self.rng.choice(["progressive", "predictive", "ratio"])
+        # In this order: a seed's draws, and so its trace, depend on it.
+        mode = self.rng.choice([DialingMode.progressive.value, DialingMode.predictive.value, DialingMode.ratio.value])
         return {
             "name": CAMPAIGN, "type": "telemarketing", "enabled": True,
             "trunk": "PJSIP/{number}@carrier", "caller_id": "+15550100", "queue": QUEUE,
@@ -427,7 +429,7 @@ class _Simulation:
         if what == "max_lines":
             doc["dialing"]["max_lines"] = 1 + rng.randrange(20)
         elif what == "mode":
-            doc["dialing"]["mode"] = rng.choice(["progressive", "predictive"])
+            doc["dialing"]["mode"] = rng.choice([DialingMode.progressive.value, DialingMode.predictive.value])
             doc["dialing"].pop("ratio", None)
         elif what == "deny":
             doc.setdefault("numbers", {})["deny"] = [DENY_PATTERN]
