@@ -124,18 +124,29 @@ class PostgresServer:
                    "-E", "UTF8", "--locale=C", "--no-sync"], timeout=120)
         for _ in range(5):  # another process may take the free port between our look and the server's bind
             self.port = free_port()
-            options = [f"-c{key}={value}" for key, value in SETTINGS.items()]
-            with self.log.open("ab") as log:
-                if self.account is not None:
-                    os.chown(self.log, self.account.pw_uid, self.account.pw_gid)
-                self.process = subprocess.Popen(
-                    [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), *options],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, **self._user(),
-                )
-            if self._ready():
+            if self._serve():
                 return
-            self._stop_process()
         raise PostgresUnavailable(f"the server did not start; its log ends: {self._log_tail()}")
+
+    def restart(self) -> None:
+        """Stop the server and start it again on its port, as a database server's restart does to clients."""
+        self._stop_process()
+        if not self._serve():
+            raise PostgresUnavailable(f"the server did not start again; its log ends: {self._log_tail()}")
+
+    def _serve(self) -> bool:
+        options = [f"-c{key}={value}" for key, value in SETTINGS.items()]
+        with self.log.open("ab") as log:
+            if self.account is not None:
+                os.chown(self.log, self.account.pw_uid, self.account.pw_gid)
+            self.process = subprocess.Popen(
+                [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), *options],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, **self._user(),
+            )
+        if self._ready():
+            return True
+        self._stop_process()
+        return False
 
     def _ready(self) -> bool:
         deadline = time.monotonic() + START_WAIT_S

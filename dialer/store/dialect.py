@@ -2,7 +2,7 @@
 
 Every statement elsewhere in dialer.store is written once in SQLAlchemy Core and
 reads the same on both; the few things that cannot are here, and nowhere else:
-how a new engine is set up, the insert that skips a row already there, strings
+how a new engine is made and set up, the insert that skips a row already there, strings
 longer than their column, and how rows are locked while a transaction takes them.
 """
 
@@ -30,6 +30,15 @@ def check_supported(url: URL) -> None:
         raise ValueError(
             f"{url.get_backend_name()} is not a supported database (use sqlite+aiosqlite:// or postgresql+asyncpg://)"
         )
+
+
+def engine_options(url: URL) -> dict[str, Any]:
+    """create_async_engine's options for the database at `url`."""
+    if url.get_backend_name() == POSTGRESQL:
+        # A server restart (or failover) leaves every pooled connection dead; each is checked
+        # when taken from the pool, so no write fails for having drawn one.
+        return {"pool_pre_ping": True}
+    return {}
 
 
 def prepare(engine: AsyncEngine) -> None:

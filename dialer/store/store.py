@@ -183,7 +183,7 @@ class Store:
                 except OSError as exc:
                     raise StoreError(f"cannot create database file {parsed.database}: {exc.strerror or exc}") from exc
         try:
-            engine = create_async_engine(parsed)
+            engine = create_async_engine(parsed, **dialect.engine_options(parsed))
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot use database URL {dialect.shown(parsed)}: {exc}") from exc
         dialect.prepare(engine)

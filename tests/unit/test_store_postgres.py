@@ -100,3 +100,23 @@ async def test_daemons_starting_together_share_the_campaign_and_agent_rows(two_d
     async with first.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM campaigns"))).scalar() == 4
         assert (await conn.execute(text("SELECT count(*) FROM agents"))).scalar() == 5
+
+
+async def test_a_restarted_database_server_costs_no_failed_write() -> None:
+    """Connections pooled before the restart are dead; each is checked before use, so the first
+    write after the server is back succeeds instead of failing once per stale connection."""
+    server = PostgresServer()  # its own: the session's serves other tests
+    try:
+        await asyncio.to_thread(server.start)
+        store = await Store.open(server.database_url(migrated=True))
+        try:
+            campaign = await campaign_with(store, 12)
+            await asyncio.gather(*(store.lease_due_leads(campaign, 1, NOW) for _ in range(4)))  # several pooled
+            await asyncio.to_thread(server.restart)
+            for _ in range(4):
+                assert len(await store.lease_due_leads(campaign, 1, NOW)) == 1
+                assert (await store.progress(campaign)).leased >= 5
+        finally:
+            await store.close()
+    finally:
+        await asyncio.to_thread(server.stop)
