@@ -48,11 +48,12 @@ def test_a_seed_replays_to_the_same_trace() -> None:
     assert run_seed(4, DAYS).trace_hash != first.trace_hash
 
 
-def _first_failing(seeds: range) -> tuple[int, Any]:
+def _caught(seeds: range, *invariants: str) -> int:
+    """The first seed whose run breaks one of `invariants` (another broken one does not count)."""
     for seed in seeds:
         result = run_seed(seed, DAYS)
-        if result.violation is not None:
-            return seed, result.violation
+        if result.violation is not None and result.violation.invariant in invariants:
+            return seed
     raise AssertionError(f"no seed of {seeds} caught the planted bug")
 
 
@@ -71,11 +72,7 @@ def test_a_lead_dialed_without_its_lease_is_caught(monkeypatch: pytest.MonkeyPat
         return found
 
     monkeypatch.setattr(Store, "lease_due_leads", lease_then_forget)
-    _seed, violation = _first_failing(range(1, 6))
-    assert violation.invariant in (
-        "no number dialed again inside its retry delay",
-        "no lead lost or closed by a fault",
-    )
+    assert _caught(range(1, 6), "no number dialed again inside its retry delay", "no lead lost or closed by a fault")
 
 
 def test_a_do_not_call_number_dialed_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,8 +80,7 @@ def test_a_do_not_call_number_dialed_is_caught(monkeypatch: pytest.MonkeyPatch) 
         return set()
 
     monkeypatch.setattr(dnc, "listed", nothing_listed)
-    _seed, violation = _first_failing(range(1, 41))
-    assert violation.invariant == "no denied or DNC number dialed"
+    assert _caught(range(1, 41), "no denied or DNC number dialed")
 
 
 def test_the_virtual_clock_jumps_instead_of_waiting() -> None:
