@@ -52,7 +52,7 @@ class _Strict(BaseModel):
 
 
 class AmiServer(_Strict):
-    name: str = "default"
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: HeaderValue
@@ -62,6 +62,13 @@ class AmiServer(_Strict):
     connect_timeout: float = Field(5.0, gt=0)
     action_timeout: float = Field(10.0, gt=0)
     ping_interval: float = Field(10.0, gt=0)
+    max_lines: int | None = Field(
+        None, ge=1, le=10000, description="calls in progress at most on this server, all campaigns together"
+    )
+    trunks: list[str] = Field(
+        default_factory=list,
+        description="the trunks (names as under trunks:) this server carries; empty: every trunk",
+    )
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> "AmiServer":
@@ -107,6 +114,9 @@ class AgentConfig(_Strict):
     interface: Interface = Field(description="Asterisk device, e.g. PJSIP/agent1")
     queues: list[QueueName] = Field(min_length=1)
     penalty: int = Field(0, ge=0)
+    server: str | None = Field(
+        None, description="the name of the AMI server (under ami:) the phone registers on; default the first"
+    )
 
 
 class WeakApiToken(LookupError):
@@ -190,7 +200,8 @@ class TrunkConfig(_Strict):
 
 
 class DialerConfig(_Strict):
-    ami: list[AmiServer] = Field(min_length=1, max_length=1)
+    ami: list[AmiServer] = Field(min_length=1, max_length=64)
+    """One or more Asterisk servers; several need a unique name each (dialer.core.servers spreads the calls)."""
     database: DatabaseConfig = DatabaseConfig()
     campaign_dir: Path = Path("campaigns")
     logging: LoggingConfig = LoggingConfig()
@@ -212,6 +223,11 @@ class DialerConfig(_Strict):
     trunks: list[TrunkConfig] = []
     """Calls per second per trunk; a trunk not listed gets dialer.core.trunks.DEFAULT_CALLS_PER_SECOND."""
 
+    @field_validator("ami")
+    @classmethod
+    def _unique_servers(cls, servers: list[AmiServer]) -> list[AmiServer]:
+        return _each_once(servers, [s.name for s in servers], "AMI server name")
+
     @field_validator("trunks")
     @classmethod
     def _unique_trunks(cls, trunks: list[TrunkConfig]) -> list[TrunkConfig]:
@@ -232,8 +248,19 @@ class DialerConfig(_Strict):
 
     @field_validator("agents")
     @classmethod
-    def _unique_agents(cls, agents: list[AgentConfig]) -> list[AgentConfig]:
+    def _unique_agents(cls, agents: list[AgentConfig], info: ValidationInfo) -> list[AgentConfig]:
+        servers = [s.name for s in info.data.get("ami", [])]
+        for n, agent in enumerate(agents):
+            if agent.server is not None and servers and agent.server not in servers:
+                raise ValueError(
+                    f"agents[{n}] ({agent.id}) server: {agent.server!r} is not a server under ami: "
+                    f"(known: {', '.join(servers)})"
+                )
         return _each_once(agents, [a.id for a in agents], "agent id")
+
+    def server_of(self, agent: AgentConfig) -> str:
+        """The AMI server the agent's phone registers on."""
+        return agent.server or self.ami[0].name
 
 
 class CampaignType(str, Enum):

@@ -138,6 +138,8 @@ class CampaignRunner:
         """Set by the daemon: IVR/AMD variables and rendered messages (dialer.ivr.service)."""
         self.board_synced = True
         """False while the daemon re-reads the queues' members after a login."""
+        self.server_room: Callable[[str], int | None] | None = None
+        """Set by a daemon with several Asterisk servers: calls its trunk may still get on them (None: no limit)."""
         self.paused = False
         self._sends: set[asyncio.Task[None]] = set()
         self.tiers = TierDialing(store, board, self.core)
@@ -252,6 +254,10 @@ class CampaignRunner:
         # queue is counted on by the other tiers, one taken back by the key accounts.
         await self.tiers.lend(self.ami, self.campaign, self.campaign_id, self.attempts, now)
         lines_left = self.campaign.dialing.max_lines - self.live_counts().lines
+        if self.server_room is not None:
+            # Several Asterisk servers: their own line limits and health bound this tick too.
+            servers_left = self.server_room(self.campaign.trunk)
+            lines_left = lines_left if servers_left is None else min(lines_left, servers_left)
         # The trunk's calls per second and failure backoff, shared with every campaign
         # on it, bound this tick like free lines do: nothing is leased that could not
         # be dialed now, and what is not dialed goes back to the trunk.

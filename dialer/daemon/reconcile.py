@@ -8,6 +8,10 @@ is ever dialed again for the same attempt; a retry is a new attempt.
 While reconciling, `gate` is clear and the daemon's event consumer waits:
 events that arrive between the channel list and the adoption are then
 applied to the adopted attempts instead of being dropped as unknown.
+
+With several Asterisk servers there is one reconciler per server: after
+server B's login only the attempts B carries are adopted or closed from B's
+channel list; the other servers' calls are not B's to judge.
 """
 
 from __future__ import annotations
@@ -48,11 +52,20 @@ class Reconciler:
         ami: Pbx,
         runners: Callable[[], Mapping[str, CampaignRunner]],
         clock: Callable[[], float],
+        *,
+        server: str | None = None,
+        carrier_of: Callable[[str, str | None], str] | None = None,
+        adopted: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.ami = ami
         self._runners = runners
         self._clock = clock
+        self.server = server
+        """The one server this reconciler judges; None: every attempt (a daemon with one server)."""
+        self._carrier_of = carrier_of
+        """Attempt id and the server on its row -> the server carrying it."""
+        self._adopted = adopted
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -69,13 +82,18 @@ class Reconciler:
         finally:
             self.gate.set()
 
+    def _ours(self, attempt_id: str, recorded: str | None) -> bool:
+        if self.server is None or self._carrier_of is None:
+            return True
+        return self._carrier_of(attempt_id, recorded) == self.server
+
     async def _reconcile(self, cutoff: float) -> ReconcileSummary:
         runners = {r.campaign_id: r for r in self._runners().values()}
         in_memory = {aid: (runner, a) for runner in runners.values() for aid, a in runner.attempts.items()}
         rows = {
             row.id: row
             for row in await open_attempts(self.store)
-            if (_epoch(row.dialed_at) or 0.0) < cutoff or row.id in in_memory
+            if ((_epoch(row.dialed_at) or 0.0) < cutoff or row.id in in_memory) and self._ours(row.id, row.server)
         }
         candidates = [
             (aid, in_memory[aid][1].state.value if aid in in_memory else row.state)
@@ -101,6 +119,8 @@ class Reconciler:
                 attempt = memory[1] if memory else self._revive(runner, row)
                 await self._catch_up(attempt, decision, now)
                 runner.attempts[attempt.id] = attempt
+                if self.server is not None and self._adopted is not None:
+                    self._adopted(attempt.id, self.server)
                 adopted += 1
                 log.info("call.adopted", attempt=attempt.id, number=attempt.phone, state=attempt.state.value)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,9 +29,11 @@ from dialer.control.startup import StartupError
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard, AgentState
 from dialer.core.attempt import record_key
+from dialer.core.reconcile import LiveChannel
 from dialer.core.trunks import Trunks, TrunkView
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.desk import Desk
+from dialer.daemon.pbx_pool import PbxPool
 from dialer.daemon.reconcile import Reconciler
 from dialer.daemon.runner_table import RunnerTable
 from dialer.dispositions import on_disposition_event
@@ -118,6 +121,13 @@ class Daemon:
         self.force_exit = False
         self.store: Store | None = None
         self.ami: Pbx | None = None
+        """The PBX the campaigns dial on: the one server, or with several a PbxPool over them."""
+        self.pbxs: dict[str, Pbx] = {}
+        """Each AMI server's own connection, by name."""
+        self.pool: PbxPool | None = None
+        """Set with several AMI servers: spreads the calls and routes each agent's actions."""
+        self.reconcilers: dict[str, Reconciler] = {}
+        """With several AMI servers: each one's reconciler, by name (one server: `reconciler`)."""
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.desk = Desk(self) if config.http is not None and config.http.desk_users_file is not None else None
         """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
@@ -178,10 +188,7 @@ class Daemon:
         # channels after the first login (see _after_login), not closed blindly.
         await self.store.sync_agents(self.config.agents, datetime.fromtimestamp(now, UTC))
 
-        server = self.config.ami[0]
-        self.ami = self.pbx_factory(server, self.clock)
-        self.ami.on_login(self._after_login)
-        self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock)
+        self._build_pbxs()
         agent_ids = {a.interface: a.id for a in self.config.agents}
         for campaign in self.campaigns.values():
             if not campaign.enabled:
@@ -193,6 +200,7 @@ class Daemon:
             runner.tiers.set_ladder(self.config.tiers)
             runner.number_region = self.config.default_region
             runner.wrapup_from_desk = self.desk is not None
+            runner.server_room = self.pool.room if self.pool is not None else None
             await runner.restore_memory(now)
             self.runners[campaign.name] = runner
         for runner in self.runners.values():
@@ -203,29 +211,61 @@ class Daemon:
         # supervisor retry with backoff; runners dial only while logged in.
         # A login Asterisk *refuses* is a wrong user or secret, which no retry
         # mends: that one still fails the start, loudly.
-        reachable = True
-        try:
-            await self.ami.connect_once()
-        except AmiLoginFailed as exc:
-            raise StartupError(f"{exc} (check the AMI username and secret)") from exc
-        except (OSError, LookupError) as exc:  # secret_file unreadable, secret_env unset
-            raise StartupError(f"the AMI secret cannot be read: {exc}") from exc
-        except AmiError as exc:
-            reachable = False
-            log.warning("daemon.ami_unreachable_at_start", error=str(exc), note="starting anyway; retrying")
-        await self.ami.close()
-        ami = self.ami
-        self.tasks.start("ami", lambda: ami.run(self._stop_ami), self._stop_ami)
-        self.tasks.start("events", self._consume_events)
-        if reachable:
+        reachable: list[Pbx] = []
+        several = self.pool is not None
+        for name, pbx in self.pbxs.items():
+            where = f" (AMI server {name})" if several else ""
+            try:
+                await pbx.connect_once()
+                reachable.append(pbx)
+            except AmiLoginFailed as exc:
+                raise StartupError(f"{exc}{where} (check the AMI username and secret)") from exc
+            except (OSError, LookupError) as exc:  # secret_file unreadable, secret_env unset
+                raise StartupError(f"the AMI secret{where} cannot be read: {exc}") from exc
+            except AmiError as exc:
+                log.warning("daemon.ami_unreachable_at_start", server=name, error=str(exc), note="starting anyway; retrying")
+            await pbx.close()
+        for name, pbx in self.pbxs.items():
+            # Each server has its own reader and consumer, supervised and restarted on its own.
+            suffix, server = (f":{name}", name) if several else ("", None)
+            self.tasks.start(f"ami{suffix}", functools.partial(pbx.run, self._stop_ami), self._stop_ami)
+            self.tasks.start(f"events{suffix}", functools.partial(self._consume_events, server))
+        for pbx in reachable:
             # So READY=1 and the first STATUS= say "AMI up" in the usual case.
             try:
-                await asyncio.wait_for(self.ami.connected.wait(), self.login_timeout)
+                await asyncio.wait_for(pbx.connected.wait(), self.login_timeout)
             except asyncio.TimeoutError:
-                log.warning("daemon.ami_login_slow", seconds=self.login_timeout, error=self.ami.last_error)
+                log.warning("daemon.ami_login_slow", seconds=self.login_timeout, error=pbx.last_error)
         await self._start_ops()
         log.info("daemon.started", campaigns=list(self.runners), agents=len(self.config.agents))
         self.notifier.ready(status_line(await self.status()))
+
+    def _build_pbxs(self) -> None:
+        """One PBX per AMI server; with several, a pool in front that the campaigns dial on."""
+        assert self.store is not None
+        servers = self.config.ami
+        self.pbxs = {server.name: self.pbx_factory(server, self.clock) for server in servers}
+        if len(servers) == 1:
+            self.ami = self.pbxs[servers[0].name]
+            self.ami.on_login(self._after_login)
+            self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock)
+            return
+        store = self.store
+        pool = PbxPool(
+            self.pbxs,
+            servers,
+            agent_servers={a.interface: self.config.server_of(a) for a in self.config.agents},
+            board=self.board,
+            live=lambda: [(runner.campaign.trunk, runner.attempts) for runner in self.runners.values()],
+            record_server=lambda attempt_id, name: store.update_attempt(attempt_id, server=name),
+        )
+        self.pool = self.ami = pool
+        for name, pbx in self.pbxs.items():
+            pbx.on_login(functools.partial(self._after_login, name))
+            self.reconcilers[name] = Reconciler(
+                self.store, pbx, lambda: self.runners, self.clock,
+                server=name, carrier_of=pool.carrier_of, adopted=pool.adopted,
+            )
 
     async def main_loop(self) -> None:
         next_progress = 0.0
@@ -325,6 +365,8 @@ class Daemon:
         if self.ami is None or not self.ami.connected.is_set():
             return
         for agent in self.config.agents:
+            if self.pool is not None and not self.pbxs[self.config.server_of(agent)].connected.is_set():
+                continue  # its server is gone: the others' agents are still taken out
             for queue in agent.queues:
                 try:
                     await self.ami.queue_remove(queue, agent.interface)
@@ -351,6 +393,7 @@ class Daemon:
         runner.tiers.set_ladder(self.config.tiers)
         runner.number_region = self.config.default_region
         runner.wrapup_from_desk = self.desk is not None
+        runner.server_room = self.pool.room if self.pool is not None else None
         await runner.restore_memory(self.clock())
         runner.borrow_history(self.runners.values())
         if self.ivr is not None:
@@ -385,6 +428,8 @@ class Daemon:
     async def _apply_agents(self, old: DialerConfig, new: DialerConfig) -> None:
         # In place: the runners, their tier code, the desk and inbound calls all hold this one board.
         self.board.set_agents({a.id: a.interface for a in new.agents})
+        if self.pool is not None:
+            self.pool.set_agent_servers({a.interface: new.server_of(a) for a in new.agents})
         if self.desk is not None:
             self.desk.set_agents(new.agents)
         agent_ids = {a.interface: a.id for a in new.agents}
@@ -614,20 +659,31 @@ class Daemon:
         except asyncio.TimeoutError:
             pass
 
-    async def _after_login(self) -> None:
-        assert self.ami is not None
-        await subscribe(self.ami, SUBSCRIBED)
+    async def _after_login(self, server: str | None = None) -> None:
+        """After a login to the one server, or (several) to `server`: only its agents and its calls."""
+        pbx = self.ami if server is None else self.pbxs[server]
+        assert pbx is not None
+        await subscribe(pbx, SUBSCRIBED)
         cutoff = self.clock()  # attempts sent before this login are reconciled
+        if server is not None and self.pool is not None:
+            self.pool.logged_in(server)
         # No runner dials on a half-known board (a key call would borrow a general
         # agent while the key team is still being added).
         for runner in self.runners.values():
             runner.board_synced = False
-        self.board.logged_out_all()
+        agents = [a for a in self.config.agents if server is None or self.config.server_of(a) == server]
+        if server is None:
+            self.board.logged_out_all()
+        else:
+            for agent in agents:
+                state = self.board.agent(agent.interface)
+                if state is not None:
+                    state.queues.clear()
         queues: set[str] = set()
-        for agent in self.config.agents:
+        for agent in agents:
             for queue in agent.queues:
                 try:
-                    await self.ami.queue_add(queue, agent.interface, agent.id, agent.penalty)
+                    await pbx.queue_add(queue, agent.interface, agent.id, agent.penalty)
                 except AmiActionFailed as exc:
                     # Asterisk refused this one (no such queue in queues.conf): failing the
                     # login for it would log in again for ever and no campaign would dial.
@@ -637,7 +693,7 @@ class Daemon:
         now = self.clock()
         for queue in sorted(queues):
             try:
-                members = await self.ami.queue_members(queue)
+                members = await pbx.queue_members(queue)
             except AmiActionFailed as exc:
                 log.error("agent.queue_status_refused", queue=queue, error=exc.message)
                 continue
@@ -648,35 +704,58 @@ class Daemon:
                     self.board.apply(record)
         for runner in self.runners.values():
             runner.board_synced = True
-        if self.reconciler is not None:
+        reconciler = self.reconciler if server is None else self.reconcilers[server]
+        if reconciler is not None:
             try:
-                await self.reconciler.reconcile(cutoff)
+                await reconciler.reconcile(cutoff)
             except AmiError:
                 raise
             except Exception:
                 log.exception("daemon.reconcile_failed")
-            if self.inbound is not None:
+            if self.inbound is not None and (server is None or self._all_servers_up()):
+                # Inbound rows do not say their server: judged on every server's channels at once.
                 try:
-                    await self.inbound.adopt(self.reconciler.live_channels)
+                    await self.inbound.adopt(reconciler.live_channels if server is None else self._all_channels)
                 except AmiError:
                     raise
                 except Exception:
                     log.exception("daemon.inbound_adopt_failed")
 
-    async def _consume_events(self) -> None:
-        assert self.ami is not None
+    def _all_servers_up(self) -> bool:
+        return all(pbx.connected.is_set() for pbx in self.pbxs.values())
+
+    async def _all_channels(self) -> list[LiveChannel]:
+        return [c for reconciler in self.reconcilers.values() for c in await reconciler.live_channels()]
+
+    def _server_shutdown(self, server: str, record: r.PbxShutdown) -> None:
+        """One of several servers announced its shutdown: only its calls end by its fault; it gets no new call."""
+        assert self.pool is not None
+        self.pool.going_away(server)
+        for runner in list(self.runners.values()):
+            for attempt_id, attempt in list(runner.attempts.items()):
+                if self.pool.carrier_of(attempt_id) == server:
+                    attempt.apply(record)
+
+    async def _consume_events(self, server: str | None = None) -> None:
+        """The one server's events, or (several) `server`'s: each server has its own consumer."""
+        pbx = self.ami if server is None else self.pbxs[server]
+        assert pbx is not None
+        reconciler = self.reconciler if server is None else self.reconcilers[server]
         while True:
-            raw, at = await self.ami.events.get()
-            if self.reconciler is not None:
-                await self.reconciler.gate.wait()
+            raw, at = await pbx.events.get()
+            if reconciler is not None:
+                await reconciler.gate.wait()
             record = to_record(raw, at)
             if record is None:
                 continue
             try:
                 if isinstance(record, r.PbxShutdown):
-                    log.warning("ami.pbx_shutdown", restart=record.restart)
-                    for runner in list(self.runners.values()):
-                        runner.pbx_shutdown(record)
+                    log.warning("ami.pbx_shutdown", restart=record.restart, server=server)
+                    if server is not None:
+                        self._server_shutdown(server, record)
+                    else:
+                        for runner in list(self.runners.values()):
+                            runner.pbx_shutdown(record)
                 if isinstance(record, r.DispositionRequested) and self.store is not None:
                     applied = await on_disposition_event(
                         self.store, {n: x.campaign for n, x in self.runners.items()}, record

@@ -36,6 +36,8 @@ class OpenAttempt:
     answered_at: datetime | None
     bridged_at: datetime | None
     agent_id: str | None
+    server: str | None = None
+    """The AMI server that carries it; None: the first (or the only) one."""
 
 
 def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +135,7 @@ async def open_attempts(store: Store) -> list[OpenAttempt]:
                     call_attempts.c.answered_at,
                     call_attempts.c.bridged_at,
                     call_attempts.c.agent_id,
+                    call_attempts.c.server,
                 )
                 .where(call_attempts.c.state != "ended")
                 .order_by(call_attempts.c.dialed_at)

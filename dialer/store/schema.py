@@ -99,6 +99,8 @@ call_attempts = Table(
     Column("disposition", String(32)),
     Column("disposition_at", DateTime),
     Column("disposition_agent", String(64)),
+    # The AMI server carrying the call when the daemon drives several; NULL: the first one.
+    Column("server", String(64)),
 )
 Index("ix_call_attempts_campaign", call_attempts.c.campaign_id, call_attempts.c.ended_at)
 Index("ix_call_attempts_lead", call_attempts.c.lead_id)
