@@ -256,6 +256,10 @@ class DialerConfig(_Strict):
                     f"agents[{n}] ({agent.id}) server: {agent.server!r} is not a server under ami: "
                     f"(known: {', '.join(servers)})"
                 )
+        if len(servers) > 1:
+            # The daemon knows an agent by its interface in every server's events: two phones
+            # named alike on two servers would be one agent to it.
+            _each_once(agents, [a.interface.lower() for a in agents], "agent interface")
         return _each_once(agents, [a.id for a in agents], "agent id")
 
     def server_of(self, agent: AgentConfig) -> str:

@@ -131,10 +131,14 @@ def test_servers_with_their_lines_trunks_and_agents_load(tmp_path: Path) -> None
         ("  - {name: a, username: dialer, secret: x}\n",
          "agents:\n  - {id: agent1, interface: PJSIP/agent1, queues: [sales], server: b}\n",
          "'b' is not a server under ami:"),
+        ("  - {name: a, username: dialer, secret: x}\n  - {name: b, username: dialer, secret: x}\n",
+         "agents:\n  - {id: agent1, interface: PJSIP/agent1, queues: [sales]}\n"
+         "  - {id: agent1b, interface: PJSIP/Agent1, queues: [sales], server: b}\n",
+         "agent interface 'pjsip/agent1' appears twice"),
         ("  - {name: 'a b', username: dialer, secret: x}\n", "", "name"),
         ("  - {name: a, username: dialer, secret: x, max_lines: 0}\n", "", "max_lines"),
     ],
-    ids=["duplicate-name", "two-unnamed", "unknown-server", "bad-name", "no-lines"],
+    ids=["duplicate-name", "two-unnamed", "unknown-server", "same-phone-on-two-servers", "bad-name", "no-lines"],
 )
 def test_a_server_config_error_names_file_line_and_field(tmp_path: Path, ami: str, agents: str, said: str) -> None:
     path = _config(tmp_path, ami, agents)
