@@ -158,6 +158,7 @@ class CampaignCore:
         self._claims: dict[str, str] = {}  # attempt id -> "dedicated" | "general"
         self._held = 0  # general agents kept from the pacing for reserved leads waiting
         self._answers_learned: set[str] = set()  # live attempts whose answer is already taught
+        self._unwritten: dict[str, Finished] = {}  # finished, final row not yet stored
 
     # -- what the pacing sees -------------------------------------------------------
 
@@ -392,7 +393,7 @@ class CampaignCore:
     def observe(self, record: r.CallRecord) -> tuple[Attempt, dict[str, object]] | None:
         """Feed one call record; the attempt it is about and its changed columns, or None."""
         attempt = self.attempts.get(record_key(record))
-        if attempt is None:
+        if attempt is None or attempt.id in self._unwritten:
             return None
         changes = attempt.apply(record)
         if (
@@ -412,13 +413,36 @@ class CampaignCore:
             attempt.apply(record)
 
     def settle(self, now: float) -> list[Finished]:
-        """Finish every attempt whose outcome is known by now."""
-        return [self.finish(a, now) for a in [a for a in self.attempts.values() if a.settled(now)]]
+        """Finish and drop every attempt whose outcome is known by now (no final row to write)."""
+        done = self.due(now)
+        for finished in done:
+            self.written(finished.attempt.id)
+        return done
+
+    def due(self, now: float) -> list[Finished]:
+        """The finished attempts whose final row is yet to be written: those settled by now
+        and those whose earlier write failed.
+
+        Each stays among `attempts` (ended, no longer live) until `written`: dropped
+        before its row is stored, a failed write would leave its lead leased for ever.
+        """
+        for attempt in [a for a in self.attempts.values() if a.settled(now)]:
+            self._unwritten[attempt.id] = self._decide(attempt, now)
+        return list(self._unwritten.values())
+
+    def written(self, attempt_id: str) -> None:
+        """The attempt's final row is stored: it goes."""
+        self._unwritten.pop(attempt_id, None)
+        self.attempts.pop(attempt_id, None)
 
     def finish(self, attempt: Attempt, now: float) -> Finished:
         """Decide the attempt's outcome, forget it and learn from it."""
-        outcome = attempt.finish(now)
+        finished = self._decide(attempt, now)
         self.attempts.pop(attempt.id, None)
+        return finished
+
+    def _decide(self, attempt: Attempt, now: float) -> Finished:
+        outcome = attempt.finish(now)
         plan = self.forget(attempt.id)
         # A call cut short is due again: no revisit to book. Like an interrupted one it
         # teaches the pacing and the abandon window nothing (its talk time is not the
@@ -449,6 +473,7 @@ class CampaignCore:
         self.plans.clear()
         self._claims.clear()
         self._answers_learned.clear()
+        self._unwritten.clear()
 
     # -- learning ------------------------------------------------------------------
 

@@ -407,8 +407,11 @@ class CampaignRunner:
             self.trunk().refused(record.at, f"Originate failed before a channel existed (reason {record.reason})")
 
     async def _settle(self, now: float) -> None:
-        for finished in self.core.settle(now):
+        # Written first, dropped after: a write that fails (a locked database) leaves the
+        # attempt in the core, and the next tick writes it again.
+        for finished in self.core.due(now):
             await self._write_finished(finished, now)
+            self.core.written(finished.attempt.id)
 
     async def _write_finished(self, finished: Finished, now: float) -> None:
         attempt, outcome = finished.attempt, finished.outcome
@@ -455,6 +458,7 @@ class CampaignRunner:
         Returns how many calls were left up.
         """
         left = 0
+        await self._settle(now)  # first those decided earlier whose write failed
         for attempt in list(self.attempts.values()):
             over = attempt.hangup_at is not None or (attempt.channel is None and attempt.originate_success is False)
             if over:

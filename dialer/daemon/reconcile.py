@@ -25,7 +25,7 @@ import structlog
 
 from dialer.pbx.protocol import Pbx
 from dialer.config.campaign_rules import DEFAULT_RETRIES, retry_rules
-from dialer.core.attempt import Attempt
+from dialer.core.attempt import Attempt, State
 from dialer.core.reconcile import Adopt, LiveChannel, Vanished, catch_up, channel_from_event, closing, plan
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.store.lead_outcomes import OpenAttempt, finish_with_rules, open_attempts
@@ -109,8 +109,10 @@ class Reconciler:
             row = rows[decision.attempt_id]
             runner = runners.get(row.campaign_id)
             memory = in_memory.get(decision.attempt_id)
-            if memory and memory[1].id not in memory[0].attempts:
-                continue  # the runner settled it while the channel list was on its way
+            if memory and (memory[1].id not in memory[0].attempts or memory[1].state is State.ended):
+                # The runner settled it while the channel list was on its way, or has
+                # decided it and writes its final row (again, if the last write failed).
+                continue
             if isinstance(decision, Adopt):
                 if runner is None:
                     left += 1
