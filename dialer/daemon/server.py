@@ -281,13 +281,18 @@ class Daemon:
                     log.exception("campaign.tick_failed", campaign=runner.campaign.name)
             if now >= next_progress:
                 next_progress = now + 1.0
-                status = await self.status()
-                if self.on_progress:
-                    self.on_progress(status)
-                self.notifier.status(status_line(status))
-                if self.until_done and all(c.finished for c in status.campaigns):
-                    log.info("daemon.all_campaigns_done")
-                    return
+                try:
+                    status = await self.status()
+                except Exception:
+                    # The database locked for a while: no progress this turn, the next one reads it.
+                    log.exception("daemon.status_failed")
+                else:
+                    if self.on_progress:
+                        self.on_progress(status)
+                    self.notifier.status(status_line(status))
+                    if self.until_done and all(c.finished for c in status.campaigns):
+                        log.info("daemon.all_campaigns_done")
+                        return
             restart = self.tasks.seconds_to_next_restart()
             pause = min(self.config.tick_interval, self.notifier.watchdog_interval or 10.0)
             await self._sleep(pause if restart is None else min(pause, restart))
