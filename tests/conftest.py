@@ -28,7 +28,11 @@ def _database(request: pytest.FixtureRequest, tmp_path: Path, *, migrated: bool)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     url = server.database_url(migrated=migrated)
     yield url
-    server.drop(url)  # each is a few MB: a session's worth would fill the disk for nothing
+    # Each copy is a few MB: a session's worth would fill the disk for nothing.
+    if migrated:
+        server.release(url)
+    else:
+        server.drop(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -83,6 +83,7 @@ async def test_the_daemon_runs_a_campaign_to_the_end_on_postgresql(
         {"total": 6, "pending": 0, "in_progress": 0, "done": 6}, {"answered": 6}, 0
     )
     assert sum(report["calls_per_agent"].values()) == 6 and report["mean_talk_seconds"] > 0
+    postgres_server.drop(url)
     shown = capsys.readouterr()
     assert "campaign" in shown.out + shown.err, "the daemon's log was not captured"
     assert PASSWORD not in shown.out + shown.err

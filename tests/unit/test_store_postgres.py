@@ -29,6 +29,7 @@ async def two_daemons(postgres_server: PostgresServer) -> AsyncIterator[tuple[St
     finally:
         await first.close()
         await second.close()
+        postgres_server.release(url)
 
 
 async def campaign_with(store: Store, count: int) -> int:
