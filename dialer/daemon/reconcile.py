@@ -74,11 +74,14 @@ class Reconciler:
         entries = reply if isinstance(reply, list) else [reply]
         return [c for entry in entries if (c := channel_from_event(dict(entry))) is not None]
 
-    async def reconcile(self, cutoff: float) -> ReconcileSummary:
-        """Adopt or close every attempt sent before `cutoff` (epoch seconds) that is not ended."""
+    async def reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
+        """Adopt or close every attempt sent before `cutoff` (epoch seconds) that is not ended.
+
+        `campaigns`: only theirs (a campaign started after the login).
+        """
         self.gate.clear()
         try:
-            return await self._reconcile(cutoff)
+            return await self._reconcile(cutoff, campaigns)
         finally:
             self.gate.set()
 
@@ -87,13 +90,14 @@ class Reconciler:
             return True
         return self._carrier_of(attempt_id, recorded) == self.server
 
-    async def _reconcile(self, cutoff: float) -> ReconcileSummary:
+    async def _reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
         runners = {r.campaign_id: r for r in self._runners().values()}
         in_memory = {aid: (runner, a) for runner in runners.values() for aid, a in runner.attempts.items()}
         rows = {
             row.id: row
             for row in await open_attempts(self.store)
             if ((_epoch(row.dialed_at) or 0.0) < cutoff or row.id in in_memory) and self._ours(row.id, row.server)
+            and (campaigns is None or row.campaign_id in campaigns)
         }
         candidates = [
             (aid, in_memory[aid][1].state.value if aid in in_memory else row.state)

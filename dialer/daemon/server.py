@@ -129,6 +129,9 @@ class Daemon:
         """Set with several AMI servers: spreads the calls and routes each agent's actions."""
         self.reconcilers: dict[str, Reconciler] = {}
         """With several AMI servers: each one's reconciler, by name (one server: `reconciler`)."""
+        self._unreconciled: dict[int, float] = {}
+        """Campaign id -> the moment its runner started, for campaigns started after the start-up
+        (see `_reconcile_started`); dropped once judged."""
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.desk = Desk(self) if config.http is not None and config.http.desk_users_file is not None else None
         """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
@@ -274,6 +277,8 @@ class Daemon:
             self._supervise()
             if self._reload_requested:
                 await self._reload()
+            if self._unreconciled:
+                await self._reconcile_started()
             now = self.clock()
             for runner in self.runners.values():
                 try:
@@ -404,8 +409,29 @@ class Daemon:
         runner.borrow_history(self.runners.values())
         if self.ivr is not None:
             runner.dialplan_variables = self.ivr.variables(campaign)
+        # Its own calls come after this moment: never judged as left over.
+        self._unreconciled[campaign_id] = self.clock()
         self.runners[campaign.name] = runner
         return runner
+
+    async def _reconcile_started(self) -> None:
+        """Judge the calls an earlier run left open in campaigns started since the login.
+
+        The login's reconciliation leaves a live call open when its campaign has no runner
+        (the file was broken at the start): adopted or closed now, against the live
+        channels, or its lead would stay leased for ever. A server not logged in now judges
+        them at its login; a failure (the database locked) is tried again next turn.
+        """
+        reconcilers = [self.reconciler] if self.reconciler is not None else list(self.reconcilers.values())
+        for campaign_id, cutoff in list(self._unreconciled.items()):
+            try:
+                for reconciler in reconcilers:
+                    if reconciler.ami.connected.is_set():
+                        await reconciler.reconcile(cutoff, frozenset({campaign_id}))
+            except Exception:
+                log.exception("campaign.reconcile_failed", campaign_id=campaign_id)
+                continue
+            del self._unreconciled[campaign_id]
 
     async def apply_config(self, new: DialerConfig) -> ConfigReload:
         """A reloaded config (SIGHUP), valid: apply what can change live, report what needs a restart."""
