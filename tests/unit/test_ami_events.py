@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dialer.ami.events import WANTED, to_record
+from dialer.ami.events import SUBSCRIBED, WANTED, to_record
 from dialer.core import records as r
 
 AT = 1732350000.25
@@ -190,3 +191,10 @@ def test_the_bridged_story_yields_the_queue_records_keyed_by_the_customer_channe
     assert isinstance(completed, r.AgentCompleted)
     assert completed.talk_time == 42.0
     assert completed.interface == "PJSIP/agent1"
+
+
+def test_the_shipped_manager_conf_lets_through_every_event_the_daemon_asks_for() -> None:
+    conf = (Path(__file__).parents[2] / "asterisk-conf" / "manager.conf").read_text()
+    filtered = re.findall(r"^eventfilter\(action\(include\),name\(([A-Za-z]+)\)\) =\s*$", conf, re.MULTILINE)
+    assert set(SUBSCRIBED) <= set(filtered), set(SUBSCRIBED) - set(filtered)
+    assert {name.lower() for name in SUBSCRIBED} | {"queuemember"} == WANTED
