@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,9 +69,11 @@ class _Reading:
 class CampaignWatcher:
     """Follows the campaign directory and applies what changes in it."""
 
-    def __init__(self, host: CampaignHost, directory: Path) -> None:
+    def __init__(self, host: CampaignHost, directory: Path, *, clock: Callable[[], float] = time.time) -> None:
         self._host = host
         self.directory = directory
+        self._clock = clock
+        """Epoch seconds, compared with the files' modification times."""
         self.good: dict[Path, Campaign] = {}
         """The last good version of each file."""
         self.issues: dict[Path, list[ConfigIssue]] = {}
@@ -90,7 +93,7 @@ class CampaignWatcher:
         """
         async with self._lock:
             readings, unsettled = await asyncio.to_thread(
-                _read_directory, self.directory, dict(self._readings), settle, time.time()
+                _read_directory, self.directory, dict(self._readings), settle, self._clock()
             )
             self._readings = readings
             if self._host.draining:

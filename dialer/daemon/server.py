@@ -98,8 +98,12 @@ class Daemon:
         config_path: Path | None = None,
         notifier: Notifier | None = None,
         pbx_factory: PbxFactory | None = None,
+        monotonic_clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: epoch seconds (the calls, the files); `monotonic_clock`: for backoffs and the
+        watchdog, never set back (a simulation passes its virtual time to both)."""
         self.config = config
+        self.monotonic_clock = monotonic_clock
         self.pbx_factory = pbx_factory or ami_gateway
         self.campaigns = campaigns
         self.until_done = until_done
@@ -145,7 +149,7 @@ class Daemon:
         """Sends the disposition webhooks' outbox; runs until the very end, the drain included."""
         self._stop_ami = asyncio.Event()
         self._wake = asyncio.Event()
-        self.tasks = TaskSupervisor(on_done=self._wake.set)
+        self.tasks = TaskSupervisor(on_done=self._wake.set, clock=monotonic_clock)
         """The AMI reader, the event consumer, the watcher and the webhooks, restarted if they die."""
         self._failed = False
         self._started_at = clock()
@@ -308,7 +312,7 @@ class Daemon:
         self.tasks.check()
         failing = self.tasks.failing
         if not failing:
-            self.notifier.watchdog(time.monotonic())
+            self.notifier.watchdog(self.monotonic_clock())
             return
         if self.notifier.watchdog_interval is None and not self._failed:
             # Nobody would restart a daemon that merely stops its pings: stop it.
@@ -653,7 +657,7 @@ class Daemon:
         for campaign in self.campaigns.values():
             self.controls.file_seen(campaign, None)
         if self.watch_campaigns:
-            self.watcher = CampaignWatcher(self, self.config.campaign_dir)
+            self.watcher = CampaignWatcher(self, self.config.campaign_dir, clock=self.clock)
             await self.watcher.reload()
             watcher = self.watcher
             self.tasks.start("campaign-watcher", lambda: watcher.run(self._stop_watch), self._stop_watch)

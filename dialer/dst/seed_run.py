@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,15 +139,13 @@ def _task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> 
 @contextmanager
 def _patched(sim: _Simulation) -> Iterator[None]:
     """What the simulation replaces for its run only: the thread of aiosqlite, uuid4, the OS file watch,
-    the watcher's wall clock, the log output. All restored on leaving."""
+    the log output. All restored on leaving."""
     saved_uuid = uuid.uuid4
     saved_awatch = campaign_watcher.awatch
-    saved_time = campaign_watcher.time
     saved_logs = structlog.get_config()
     ids = random.Random(sim.seed * 7919 + 1)
     uuid.uuid4 = lambda: uuid.UUID(int=ids.getrandbits(128), version=4)  # type: ignore[assignment]
     campaign_watcher.awatch = sim.awatch  # type: ignore[assignment]
-    campaign_watcher.time = SimpleNamespace(time=sim.clock)  # type: ignore[assignment]
     structlog.configure(
         processors=[sim.log_to_trace],
         wrapper_class=structlog.make_filtering_bound_logger(sim.log_level),
@@ -160,7 +157,6 @@ def _patched(sim: _Simulation) -> Iterator[None]:
     finally:
         uuid.uuid4 = saved_uuid  # type: ignore[assignment]
         campaign_watcher.awatch = saved_awatch  # type: ignore[assignment]
-        campaign_watcher.time = saved_time  # type: ignore[assignment]
         structlog.configure(**saved_logs)
 
 
@@ -286,11 +282,7 @@ class _Simulation:
         config = load_config(self.config_path)
         self._generation += 1
         self.daemon = Daemon(config, {}, clock=self.clock, watch_campaigns=True, config_path=self.config_path,
-                             pbx_factory=self.pbx.attach)
-        supervisor = getattr(self.daemon, "tasks", None)
-        if supervisor is not None and hasattr(supervisor, "_clock"):
-            # The task supervisor's backoff reads time.monotonic unless told otherwise: virtual time here.
-            supervisor._clock = self.loop.time
+                             pbx_factory=self.pbx.attach, monotonic_clock=self.loop.time)
         self.trace(f"daemon start {self._generation}")
         # Every task the daemon makes from here on inherits its generation (see _task_factory).
         self._life = self.loop.create_task(self._live(self.daemon, self._generation))
