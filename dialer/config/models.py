@@ -103,6 +103,25 @@ class DatabaseConfig(_Strict):
         return url
 
 
+class SeveralDaemonsConfig(_Strict):
+    """Several daemons on one PostgreSQL: each campaign is dialed by the daemon holding its lease (dialer.core.ownership)."""
+
+    id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:@-]{1,128}$",
+        description="this daemon's name in the leases; unset: host name, process id and a random part",
+    )
+    takeover_after: float = Field(
+        15.0, ge=3, le=600, description="seconds without a heartbeat before another daemon takes a campaign over"
+    )
+    heartbeat: float = Field(3.0, gt=0, le=200, description="seconds between lease renewals")
+
+    @model_validator(mode="after")
+    def _heartbeats_per_lease(self) -> SeveralDaemonsConfig:
+        if self.takeover_after < 3 * self.heartbeat:
+            raise ValueError("takeover_after must be at least three heartbeats")
+        return self
+
+
 class LoggingConfig(_Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -222,6 +241,8 @@ class DialerConfig(_Strict):
     """The customer tier ladder, top first by rank, with each tier's contact policy (docs/tiers.md)."""
     trunks: list[TrunkConfig] = []
     """Calls per second per trunk; a trunk not listed gets dialer.core.trunks.DEFAULT_CALLS_PER_SECOND."""
+    daemons: SeveralDaemonsConfig | None = None
+    """Set when several daemons share the database: campaign leases and takeover; absent: one daemon, no leases."""
 
     @field_validator("ami")
     @classmethod

@@ -142,6 +142,8 @@ class CampaignRunner:
         self.server_room: Callable[[str], int | None] | None = None
         """Set by a daemon with several Asterisk servers: calls its trunk may still get on them (None: no limit)."""
         self.paused = False
+        self.lease_held = True
+        """False while this daemon may not dial the campaign (several daemons: another holds its lease)."""
         self._sends: set[asyncio.Task[None]] = set()
         self.tiers = TierDialing(store, board, self.core)
         """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
@@ -251,7 +253,7 @@ class CampaignRunner:
     async def tick(self, now: float) -> None:
         self._configure()
         await self._settle(now)
-        if self.paused or not self.board_synced or not self.ami.connected.is_set():
+        if self.paused or not self.lease_held or not self.board_synced or not self.ami.connected.is_set():
             return
         # Before the pacing reads the board: a dedicated agent lent to the general
         # queue is counted on by the other tiers, one taken back by the key accounts.

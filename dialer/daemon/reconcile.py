@@ -56,6 +56,7 @@ class Reconciler:
         server: str | None = None,
         carrier_of: Callable[[str, str | None], str] | None = None,
         adopted: Callable[[str, str], None] | None = None,
+        judges: Callable[[int], bool] | None = None,
     ) -> None:
         self.store = store
         self.ami = ami
@@ -66,6 +67,8 @@ class Reconciler:
         self._carrier_of = carrier_of
         """Attempt id and the server on its row -> the server carrying it."""
         self._adopted = adopted
+        self._judges = judges
+        """Campaign id -> whether its calls are this daemon's to judge (several daemons: the campaigns it holds)."""
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -77,7 +80,7 @@ class Reconciler:
     async def reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
         """Adopt or close every attempt sent before `cutoff` (epoch seconds) that is not ended.
 
-        `campaigns`: only theirs (a campaign started after the login).
+        `campaigns`: only theirs (a campaign started after the login, or taken over from another daemon).
         """
         self.gate.clear()
         try:
@@ -90,6 +93,11 @@ class Reconciler:
             return True
         return self._carrier_of(attempt_id, recorded) == self.server
 
+    def _judged(self, campaign_id: int, campaigns: frozenset[int] | None) -> bool:
+        if campaigns is not None and campaign_id not in campaigns:
+            return False
+        return self._judges is None or self._judges(campaign_id)
+
     async def _reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
         runners = {r.campaign_id: r for r in self._runners().values()}
         in_memory = {aid: (runner, a) for runner in runners.values() for aid, a in runner.attempts.items()}
@@ -97,7 +105,7 @@ class Reconciler:
             row.id: row
             for row in await open_attempts(self.store)
             if ((_epoch(row.dialed_at) or 0.0) < cutoff or row.id in in_memory) and self._ours(row.id, row.server)
-            and (campaigns is None or row.campaign_id in campaigns)
+            and self._judged(row.campaign_id, campaigns)
         }
         candidates = [
             (aid, in_memory[aid][1].state.value if aid in in_memory else row.state)

@@ -31,6 +31,8 @@ from dialer.core.agents import AgentBoard, AgentState
 from dialer.core.attempt import record_key
 from dialer.core.reconcile import LiveChannel
 from dialer.core.trunks import Trunks, TrunkView
+from dialer.core.ownership import LeaseTerms
+from dialer.daemon.campaign_leases import CampaignLeases, default_daemon_id
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.desk import Desk
 from dialer.daemon.pbx_pool import PbxPool
@@ -142,6 +144,8 @@ class Daemon:
         self.trunks = Trunks(config.trunk_rates(), config.tick_interval)
         """One calls-per-second limit and failure backoff per trunk, shared by every campaign on it."""
         self.reconciler: Reconciler | None = None
+        self.leases: CampaignLeases | None = None
+        """Several daemons on one database (config `daemons:`): the campaign leases this one holds."""
         self.ivr: IvrService | None = None
         self.inbound: InboundService | None = None
         """Customers calling a campaign's number back (FastAGI routes, their AMI events)."""
@@ -195,6 +199,12 @@ class Daemon:
         # Attempts a previous run left open are reconciled with Asterisk's
         # channels after the first login (see _after_login), not closed blindly.
         await self.store.sync_agents(self.config.agents, datetime.fromtimestamp(now, UTC))
+        if self.config.daemons is not None:
+            shared = self.config.daemons
+            self.leases = CampaignLeases(
+                self.store, shared.id or default_daemon_id(), LeaseTerms(shared.takeover_after, shared.heartbeat)
+            )
+            log.info("daemon.shares_database", daemon=self.leases.me, takeover_after=shared.takeover_after)
 
         self._build_pbxs()
         agent_ids = {a.interface: a.id for a in self.config.agents}
@@ -256,7 +266,7 @@ class Daemon:
         if len(servers) == 1:
             self.ami = self.pbxs[servers[0].name]
             self.ami.on_login(self._after_login)
-            self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock)
+            self.reconciler = Reconciler(self.store, self.ami, lambda: self.runners, self.clock, judges=self._judges())
             return
         store = self.store
         pool = PbxPool(
@@ -272,7 +282,7 @@ class Daemon:
             pbx.on_login(functools.partial(self._after_login, name))
             self.reconcilers[name] = Reconciler(
                 self.store, pbx, lambda: self.runners, self.clock,
-                server=name, carrier_of=pool.carrier_of, adopted=pool.adopted,
+                server=name, carrier_of=pool.carrier_of, adopted=pool.adopted, judges=self._judges(),
             )
 
     async def main_loop(self) -> None:
@@ -284,6 +294,8 @@ class Daemon:
             if self._unreconciled:
                 await self._reconcile_started()
             now = self.clock()
+            if self.leases is not None:
+                await self._hold_campaigns(now)
             for runner in self.runners.values():
                 try:
                     await runner.tick(now)
@@ -306,6 +318,45 @@ class Daemon:
             restart = self.tasks.seconds_to_next_restart()
             pause = min(self.config.tick_interval, self.notifier.watchdog_interval or 10.0)
             await self._sleep(pause if restart is None else min(pause, restart))
+
+    def _judges(self) -> Callable[[int], bool] | None:
+        leases = self.leases
+        return None if leases is None else leases.holds
+
+    async def _hold_campaigns(self, now: float) -> None:
+        """Several daemons: renew the leases, reconcile campaigns gained, dial only those held."""
+        assert self.leases is not None
+        by_id = {runner.campaign_id: runner for runner in self.runners.values()}
+        for campaign_id in await self.leases.beat(by_id, now):
+            runner = by_id[campaign_id]
+            if runner.attempts:
+                # Their new owner has adopted them from the channel lists: two followers would write two ends.
+                log.warning("lease.calls_handed_over", campaign=runner.campaign.name, count=len(runner.attempts))
+                runner.attempts.clear()
+        for campaign_id in self.leases.unreconciled():
+            if await self._reconcile_taken_over(campaign_id):
+                self.leases.reconciled(campaign_id)
+        for runner in self.runners.values():
+            runner.lease_held = self.leases.may_dial(runner.campaign_id, now)
+
+    async def _reconcile_taken_over(self, campaign_id: int) -> bool:
+        """The calls a gained campaign's previous owner left open, judged on every server reachable now.
+
+        A server down now keeps its calls open, their leads leased (never dialed again
+        meanwhile): its login reconciles them, as this daemon holds the campaign.
+        """
+        reconcilers = [self.reconciler] if self.reconciler is not None else list(self.reconcilers.values())
+        for reconciler in reconcilers:
+            if not reconciler.ami.connected.is_set():
+                if self.pool is None:
+                    return False  # the one server: nothing is dialed until its calls are known
+                continue
+            try:
+                await reconciler.reconcile(self.clock(), frozenset({campaign_id}))
+            except Exception:
+                log.exception("lease.reconcile_failed", campaign_id=campaign_id)
+                return False
+        return True
 
     def _supervise(self) -> None:
         """Restart dead tasks; feed the watchdog only while none of them keeps dying."""
@@ -332,6 +383,10 @@ class Daemon:
             # The calls still up need their events: the reader and consumer are kept alive.
             self._supervise()
             now = self.clock()
+            if self.leases is not None:
+                # Still ours while draining: nobody else adopts (and ends a second time) the calls up.
+                leases = self.leases
+                await leases.beat([r.campaign_id for r in self.runners.values() if leases.holds(r.campaign_id)], now)
             for runner in self.runners.values():
                 try:
                     await runner.tick(now)
@@ -356,7 +411,8 @@ class Daemon:
             await self.ivr.stop()
         if self.inbound is not None:
             await self.inbound.close()
-        await self._log_agents_out()
+        if self.leases is None:
+            await self._log_agents_out()  # with several daemons, another may still dial for them
         self._stop_ami.set()
         await self.tasks.cancel_all()
         if self.desk is not None:
@@ -366,6 +422,9 @@ class Daemon:
         if self.ami is not None:
             await self.ami.close()
         if self.store is not None:
+            if self.leases is not None:
+                # After the drain: calls left up are adopted by the next owner, at once.
+                await self.leases.release_all()
             if self.on_progress and self.runners:
                 self.on_progress(await self.status())
             await self.store.close()

@@ -277,3 +277,14 @@ inbound_calls = Table(
 )
 Index("ix_inbound_calls_campaign", inbound_calls.c.campaign_id, inbound_calls.c.started_at)
 Index("ix_inbound_calls_uniqueid", inbound_calls.c.uniqueid)
+
+# Several daemons on one database: the daemon dialing each campaign now (`owner`,
+# dialer.core.ownership), its last renewal and when its lease runs out unless renewed.
+campaign_owners = Table(
+    "campaign_owners",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
