@@ -915,7 +915,7 @@ class Daemon:
         )
 
 
-_NEED_RESTART = ("ami", "database", "http", "campaign_dir")
+_NEED_RESTART = ("ami", "database", "http", "campaign_dir", "daemons")
 """Config settings a reload cannot change: each needs a new connection or listener."""
 
 

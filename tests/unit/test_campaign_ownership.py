@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dialer.config.loader import load_config
+from dialer.config.yaml_files import ConfigValidationError
 from dialer.core.ownership import Holder, LeaseTerms, expired, may_claim, may_dial, renewed, taken_from
 from dialer.store import campaign_owners
 from dialer.store.store import Store
@@ -97,3 +100,16 @@ async def test_daemons_claiming_at_once_leave_one_owner(store_url: str, expired_
         for s in others:
             await s.close()
         await store.close()
+
+
+def test_the_daemons_section_is_checked_where_it_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "dialer.yaml"
+    path.write_text("ami: [{username: dialer, secret: x}]\ndaemons:\n  takeover_after: 5\n  heartbeat: 3\n")
+    with pytest.raises(ConfigValidationError, match=r"dialer.yaml:2: daemons: takeover_after must be at least three"):
+        load_config(path)
+    path.write_text("ami: [{username: dialer, secret: x}]\ndaemons: {id: 'a b'}\n")
+    with pytest.raises(ConfigValidationError, match=r"dialer.yaml:2: daemons.id"):
+        load_config(path)
+    path.write_text("ami: [{username: dialer, secret: x}]\ndaemons: {}\n")
+    shared = load_config(path).daemons
+    assert shared is not None and (shared.id, shared.takeover_after, shared.heartbeat) == (None, 15.0, 3.0)
