@@ -232,8 +232,8 @@ def main() -> None:
     print(f"AMI events per call reaching the daemon: {mixed['events'] / max(1, mixed['calls']):.1f}")
     print(f"AMI events parsed per second (to_record, recorded stream of {len(mixed['recorded'])}): {parsed:,.0f}")
     applied = mixed["events"] / mixed["consumer_cpu"] if mixed["consumer_cpu"] else float("nan")
-    print(f"AMI events parsed and applied per CPU second, one by one as calls come and go (event consumer): "
-          f"{applied:,.0f}")
+    print(f"AMI events parsed and applied per CPU second over the whole run (event consumer): {applied:,.0f}   "
+          "goal >= 20,000")
     print(f"daemon CPU per 100 calls (whole process, simulated PBX included): "
           f"{100 * mixed['cpu'] / max(1, mixed['calls']):.3f} s   ({mixed['calls']} calls, {mixed['cpu']:.1f} s CPU)")
 
