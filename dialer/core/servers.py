@@ -25,7 +25,8 @@ class ServerView:
     trunks: frozenset[str] = frozenset()
     """The trunk names it carries; empty: every trunk."""
     free_agents: int = 0
-    """Agents free in the campaign's queue whose phone is on this server."""
+    """Agents free in the campaign's queue whose phone is on this server, less the calls already
+    on their way to it (each will take one of them)."""
 
     def carries(self, trunk: str) -> bool:
         return not self.trunks or trunk in self.trunks

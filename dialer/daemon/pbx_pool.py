@@ -79,6 +79,19 @@ class PbxPool:
 
     def going_away(self, server: str) -> None:
         self.shutting_down.add(server)
+        self._forget_agents(server)
+
+    def forget_agents_of_down_servers(self) -> None:
+        """Agents on a server that is not logged in take no call: the pacing must not count them
+        free (its queue would leave calls sent elsewhere waiting). Its next login reads them again."""
+        for name, pbx in self.servers.items():
+            if not pbx.connected.is_set():
+                self._forget_agents(name)
+
+    def _forget_agents(self, server: str) -> None:
+        for interface, on in self._agent_servers.items():
+            if on == server and (agent := self._board.agent(interface)) is not None:
+                agent.queues.clear()
 
     def adopted(self, attempt_id: str, server: str) -> None:
         self.server_of[attempt_id] = server
@@ -91,13 +104,16 @@ class PbxPool:
 
     def views(self, queue: str | None = None) -> list[ServerView]:
         in_use = dict.fromkeys(self.servers, 0)
+        heading = dict.fromkeys(self.servers, 0)
         live: set[str] = set()
         for _, attempts in self._live():
-            for attempt_id in attempts:
+            for attempt_id, attempt in attempts.items():
                 live.add(attempt_id)
                 server = self.server_of.get(attempt_id)
                 if server in in_use:
                     in_use[server] += 1
+                    if attempt.bridged_at is None:
+                        heading[server] += 1
         # Calls that ended are forgotten here, once the runners have let go of them.
         for gone in [a for a in self.server_of if a not in live]:
             del self.server_of[gone]
@@ -107,6 +123,8 @@ class PbxPool:
                 server = self._agent_servers.get(agent.interface.lower(), self.first)
                 if agent.free and server in free:
                     free[server] += 1
+        # An agent a call already on its way will take is not free for the next one.
+        free = {name: max(0, count - heading[name]) for name, count in free.items()}
         return [
             ServerView(
                 name=name,

@@ -296,6 +296,8 @@ class Daemon:
             now = self.clock()
             if self.leases is not None:
                 await self._hold_campaigns(now)
+            if self.pool is not None:
+                self.pool.forget_agents_of_down_servers()
             for runner in self.runners.values():
                 try:
                     await runner.tick(now)

@@ -9,6 +9,7 @@ import asyncio
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -97,6 +98,44 @@ def test_free_agents_then_free_lines_then_the_config_order() -> None:
     assert choose([ServerView("a", False, 0, None, free_agents=9), b], "carrier") == "b"  # a is down
     assert choose([a, ServerView("b", True, 0, None, frozenset({"backup"}))], "carrier") == "a"
     assert choose([], "carrier") is None
+
+
+async def test_calls_go_where_agents_are_free_counting_the_calls_already_on_their_way() -> None:
+    """Two free agents on a, one on b, three calls at once: two go to a, one to b (not three to a)."""
+    from dialer.config.models import AmiServer
+    from dialer.core import records as r
+    from dialer.core.agents import AgentBoard
+    from dialer.core.attempt import Attempt
+    from dialer.daemon.pbx_pool import PbxPool
+
+    sims = {name: SimulatedPbx(random.Random(n), {}).logged_in() for n, name in enumerate("ab")}
+    board = AgentBoard({"agent1": "PJSIP/agent1", "agent2": "PJSIP/agent2", "agent3": "PJSIP/agent3"})
+    for interface in ("PJSIP/agent1", "PJSIP/agent2", "PJSIP/agent3"):
+        board.apply(r.MemberStatus(at=0, queue="sales", interface=interface, status=1, paused=False, in_call=False))
+    attempts: dict[str, Attempt] = {}
+    written: list[tuple[str, str]] = []
+
+    async def record(attempt_id: str, server: str) -> None:
+        written.append((attempt_id, server))
+
+    pool = PbxPool(sims, [AmiServer(name=n, username="dialer", secret="x") for n in "ab"],
+                   agent_servers={"PJSIP/agent1": "a", "PJSIP/agent2": "a", "PJSIP/agent3": "b"},
+                   board=board, live=lambda: [("PJSIP/{number}@carrier", attempts)], record_server=record)
+    for n in range(3):
+        attempt_id = f"{n:032x}"
+        attempts[attempt_id] = Attempt(id=attempt_id, lead_id=n, phone=f"+1212555000{n}", queue="sales",
+                                       dialed_at=T0, ring_timeout=30)
+        await pool.originate(attempt_id=attempt_id, channel=f"PJSIP/+1212555000{n}@carrier", context="c",
+                             exten="s", timeout_ms=30000, caller_id="+15550100", variables={})
+    assert sorted(server for _, server in written) == ["a", "a", "b"]
+    assert [len(sims[name].originated) for name in "ab"] == [2, 1]
+    # b goes away: nothing more is sent there, and with a full of its agents' calls, a takes the next.
+    pool.going_away("b")
+    attempts["f" * 32] = Attempt(id="f" * 32, lead_id=9, phone="+12125550009", queue="sales", dialed_at=T0,
+                                 ring_timeout=30)
+    await pool.originate(attempt_id="f" * 32, channel="PJSIP/+12125550009@carrier", context="c", exten="s",
+                         timeout_ms=30000, caller_id="+15550100", variables={})
+    assert written[-1] == ("f" * 32, "a") and len(sims["b"].originated) == 1
 
 
 # -- the config -------------------------------------------------------------------------------------
@@ -219,6 +258,8 @@ async def test_calls_spread_over_two_servers_one_restarts_and_the_other_carries_
     assert most_lines["a"] <= 2 and most_lines["b"] <= 2
     ids = [d.attempt_id for d in a.dial_log + b.dial_log]
     assert len(ids) == len(set(ids))
+    # b's agents were not counted free while b was away: no call sent to a waited there for them.
+    assert not a.abandoned
     # An agent is only rung by its own server.
     assert set(a.bridged) <= {"PJSIP/agent1", "PJSIP/agent2"} and set(b.bridged) <= {"PJSIP/agent3", "PJSIP/agent4"}
     # While b was down, a went on dialing; b took calls again once back.
@@ -290,8 +331,8 @@ async def test_a_server_whose_connection_drops_has_its_calls_adopted_on_return_a
         for name, reconciler in daemon.reconcilers.items():
             original = reconciler.reconcile
 
-            async def counted(cutoff: float, name: str = name, original=original):  # type: ignore[no-untyped-def]
-                summary = await original(cutoff)
+            async def counted(*args: Any, name: str = name, original: Any = original, **kwargs: Any) -> Any:
+                summary = await original(*args, **kwargs)
                 judged[name].append((summary.adopted, summary.closed))
                 return summary
 
