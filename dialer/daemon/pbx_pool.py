@@ -202,19 +202,21 @@ class PbxPool:
         caller_id: str,
         variables: Mapping[str, str],
     ) -> None:
-        call = dict(
-            attempt_id=attempt_id,
-            channel=channel,
-            context=context,
-            exten=exten,
-            timeout_ms=timeout_ms,
-            caller_id=caller_id,
-            variables=variables,
-        )
+        async def send(pbx: Pbx) -> None:
+            await pbx.originate(
+                attempt_id=attempt_id,
+                channel=channel,
+                context=context,
+                exten=exten,
+                timeout_ms=timeout_ms,
+                caller_id=caller_id,
+                variables=variables,
+            )
+
         queue, trunk = self._call_of(attempt_id)
         if trunk is None:
             # Not a campaign's call (a supervisor's listening call): any server that is up.
-            await self._any_up().originate(**call)
+            await send(self._any_up())
             return
         while True:
             server = choose(self.views(queue), trunk)
@@ -226,7 +228,7 @@ class PbxPool:
             self.server_of[attempt_id] = server
             await self._record_server(attempt_id, server)
             try:
-                await self._up(server).originate(**call)
+                await send(self._up(server))
                 return
             except AmiActionFailed as exc:
                 if "shutting down" not in exc.message.lower():
