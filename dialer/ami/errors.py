@@ -2,6 +2,7 @@
 
     AmiError
     ├── AmiNotConnected   no logged-in connection right now
+    │   └── AmiNotBooted  Asterisk took the login but has not loaded its modules yet
     ├── AmiLoginFailed    Asterisk refused the username/secret
     ├── AmiTimeout        an action got no reply in time (its fate is unknown)
     └── AmiActionFailed   Asterisk answered with Error
@@ -15,6 +16,10 @@ class AmiError(Exception):
 
 
 class AmiNotConnected(AmiError):
+    pass
+
+
+class AmiNotBooted(AmiNotConnected):
     pass
 
 

@@ -33,6 +33,7 @@ from dialer.ami.errors import (
     AmiActionFailed,
     AmiError,
     AmiLoginFailed,
+    AmiNotBooted,
     AmiNotConnected,
     AmiTimeout,
     AmiUnsafeValue,
@@ -59,6 +60,9 @@ class AmiServer(Protocol):
     def resolve_secret(self) -> str: ...
 
 OnLogin = Callable[[], Awaitable[None]]
+
+BOOT_TIMEOUT = 30.0
+"""Seconds a new session waits for `FullyBooted` before it goes on without it (logged)."""
 
 
 class _Protocol(AMIProtocol):
@@ -115,7 +119,8 @@ class Session(Protocol):
     where: str
     """For the log: which PBX."""
 
-    async def connect_once(self) -> None: ...
+    async def connect_once(self, stopping: asyncio.Event | None = None) -> None:
+        """Log in and wait until the PBX is fully booted (`wait_booted`); then `connected` is set."""
 
     async def after_login(self) -> None:
         """Run the login callbacks."""
@@ -135,7 +140,7 @@ async def supervise(session: Session, stopping: asyncio.Event, rng: random.Rando
     delays = iter(backoff_delays(rng=rng))
     while not stopping.is_set():
         try:
-            await session.connect_once()
+            await session.connect_once(stopping)
         except (AmiError, OSError, LookupError) as exc:
             # OSError/LookupError: the secret file or variable is unreadable right now
             # (a rotation in progress). Start-up refuses that loudly; later, the
@@ -145,11 +150,13 @@ async def supervise(session: Session, stopping: asyncio.Event, rng: random.Rando
             log.warning("ami.connect_failed", error=str(exc), retry_in=round(delay, 2))
             await _sleep_or_stop(stopping, delay)
             continue
-        delays = iter(backoff_delays(rng=rng))
         session.last_error = None
         log.info("ami.logged_in", at=session.where, reconnects=session.reconnects)
         try:
             await session.after_login()
+            # Only a session whose login work went through resets the backoff: an Asterisk
+            # still loading its modules (`AmiNotBooted`) is retried ever more slowly.
+            delays = iter(backoff_delays(rng=rng))
             await session.watch(stopping)
         except AmiError as exc:
             log.warning("ami.session_error", error=str(exc))
@@ -161,6 +168,39 @@ async def supervise(session: Session, stopping: asyncio.Event, rng: random.Rando
             delay = next(delays)
             log.warning("ami.connection_lost", retry_in=round(delay, 2))
             await _sleep_or_stop(stopping, delay)
+
+
+async def wait_booted(
+    booted: asyncio.Event, lost: asyncio.Event, stopping: asyncio.Event | None, where: str, timeout: float
+) -> None:
+    """Return once the PBX says `FullyBooted` (at once if it did with the login).
+
+    Asterisk takes AMI logins while it is still loading its modules: QueueAdd then
+    answers "Invalid/unknown command" (app_queue not loaded) and the campaign would
+    run with no agents. A PBX that never says it within `timeout` is logged and used
+    anyway (`raise_if_not_booted` is the second guard). Raises AmiNotConnected if the connection
+    is lost, or `stopping` is set, meanwhile.
+    """
+    if booted.is_set():
+        return
+    log.info("ami.waiting_for_boot", at=where)
+    await _wait_any(booted, lost, *([stopping] if stopping is not None else []), timeout=timeout)
+    if lost.is_set():
+        raise AmiNotConnected("connection lost before Asterisk was fully booted")
+    if stopping is not None and stopping.is_set():
+        raise AmiNotConnected("stopped before Asterisk was fully booted")
+    if not booted.is_set():
+        log.warning("ami.not_fully_booted", at=where, waited=timeout, going_on=True)
+
+
+def raise_if_not_booted(exc: AmiActionFailed) -> None:
+    """A QueueAdd/QueueStatus refused as an unknown command: app_queue is not loaded yet.
+
+    Asterisk is still booting (and never said FullyBooted): `AmiNotBooted` ends the
+    session, which logs in again with backoff, rather than run the campaign with no agents.
+    """
+    if "invalid/unknown command" in exc.message.lower():
+        raise AmiNotBooted(f"{exc.action}: {exc.message} (Asterisk not fully booted)") from exc
 
 
 class Pinged(Protocol):
@@ -222,6 +262,8 @@ class AmiGateway:
         self._clock = clock
         self._manager: _Manager | None = None
         self._lost = asyncio.Event()
+        self._booted = asyncio.Event()
+        self.boot_timeout = BOOT_TIMEOUT
         self._inflight: set[asyncio.Future[Any]] = set()
         self._on_login: list[OnLogin] = []
         self.last_error: str | None = None
@@ -244,10 +286,11 @@ class AmiGateway:
 
     # -- connection --------------------------------------------------------
 
-    async def connect_once(self) -> None:
-        """Open a connection and log in, or raise an AmiError saying why not."""
+    async def connect_once(self, stopping: asyncio.Event | None = None) -> None:
+        """Open a connection, log in and wait for FullyBooted, or raise an AmiError saying why not."""
         loop = asyncio.get_running_loop()
         self._lost = asyncio.Event()
+        self._booted = asyncio.Event()
         secret = self.server.resolve_secret()
         # panoramisk writes the Login action itself, past `action()`'s check.
         for what, value in (("username", self.server.username), ("secret", secret)):
@@ -286,6 +329,11 @@ class AmiGateway:
             raise AmiLoginFailed(
                 f"Asterisk refused the login of user {self.server.username!r}: {reply.get('Message', 'no reason given')}"
             )
+        try:
+            await wait_booted(self._booted, self._lost, stopping, self.where, self.boot_timeout)
+        except AmiError:
+            manager.close()
+            raise
         self._manager = manager
         self.connected.set()
 
@@ -391,6 +439,7 @@ class AmiGateway:
             )
         except AmiActionFailed as exc:
             if "already there" not in exc.message.lower():
+                raise_if_not_booted(exc)
                 raise
 
     async def queue_remove(self, queue: str, interface: str) -> None:
@@ -401,7 +450,11 @@ class AmiGateway:
                 raise
 
     async def queue_members(self, queue: str) -> list[dict[str, str]]:
-        replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        try:
+            replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        except AmiActionFailed as exc:
+            raise_if_not_booted(exc)
+            raise
         replies = replies if isinstance(replies, list) else [replies]
         return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
 
@@ -409,6 +462,8 @@ class AmiGateway:
 
     def _on_event(self, _manager: Manager, event: Message) -> None:
         name = event.get("Event", "").lower()
+        if name == "fullybooted":
+            self._booted.set()
         if self._wanted is not None and name not in self._wanted:
             return
         self.events.put_nowait((dict(event), self._clock()))

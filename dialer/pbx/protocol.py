@@ -32,8 +32,9 @@ class Pbx(Protocol):
     def on_login(self, callback: OnLogin) -> None:
         """Run `callback` after every successful login (first connect and each reconnect)."""
 
-    async def connect_once(self) -> None:
-        """Connect and log in once, or raise an `AmiError` saying why not."""
+    async def connect_once(self, stopping: asyncio.Event | None = None) -> None:
+        """Connect and log in once, then wait (bounded, until `stopping`) for the PBX to be
+        fully booted; or raise an `AmiError` saying why not. `connected` is set only then."""
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Keep a logged-in connection (reconnecting, watching it) until `stopping` is set."""

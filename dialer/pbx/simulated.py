@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, AmiTimeout, AmiUnsafeValue
-from dialer.ami.gateway import AmiServer, ping_until_lost, supervise
+from dialer.ami.gateway import (
+    BOOT_TIMEOUT,
+    AmiServer,
+    ping_until_lost,
+    raise_if_not_booted,
+    supervise,
+    wait_booted,
+)
 from dialer.ami.values import interface_problem, problems_in_fields, variable_problem
 from dialer.pbx.protocol import OnAction, OnLogin
 
@@ -177,9 +184,11 @@ class SimulatedPbx:
         amd_seconds: tuple[float, float] = (2.0, 3.5),
         machine_message_seconds: tuple[float, float] = (3.0, 6.0),
         system_name: str = "sim",
+        boot_seconds: float = 1.0,
     ) -> None:
         """`agents`: interface -> seconds the phone takes to answer, None if it never does (or just
-        interfaces: 0.5 s). `queue_retry` and `member_timeout` are queues.conf's `retry` and `timeout`."""
+        interfaces: 0.5 s). `queue_retry` and `member_timeout` are queues.conf's `retry` and `timeout`.
+        `boot_seconds`: after a restart, how long AMI takes logins before the modules are loaded."""
         self.rng = rng
         self.scenario = scenario
         self.events: asyncio.Queue[tuple[dict[str, str], float]] = asyncio.Queue()
@@ -214,6 +223,11 @@ class SimulatedPbx:
         self._lost = asyncio.Event()
         self._inflight: set[asyncio.Future[Any]] = set()
         self._shutting_down = False
+        self.boot_seconds = boot_seconds
+        self.boot_timeout = BOOT_TIMEOUT
+        self.booted = asyncio.Event()
+        self.booted.set()
+        """Fully booted: app_queue answers, FullyBooted is said at each login."""
         self.reply_delay = 0.0
         """Seconds before each reply (`slow_replies`)."""
         self.login_refused = False
@@ -281,7 +295,7 @@ class SimulatedPbx:
             self._phone(interface)
         return self
 
-    async def connect_once(self) -> None:
+    async def connect_once(self, stopping: asyncio.Event | None = None) -> None:
         await asyncio.sleep(0)
         if not self._up:
             raise AmiNotConnected("cannot reach AMI: connection refused")
@@ -293,8 +307,17 @@ class SimulatedPbx:
         self._lost = asyncio.Event()
         self._link = True
         self.event_filter.clear()  # a session's filters die with it
-        self.connected.set()
         self.counters["logins"] += 1
+        if self.booted.is_set():
+            self._fully_booted_event()
+        try:
+            await wait_booted(self.booted, self._lost, stopping, self.where, self.boot_timeout)
+        except AmiNotConnected:
+            self._connection_lost()
+            raise
+        self.connected.set()
+
+    def _fully_booted_event(self) -> None:
         self._emit({"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "1", "LastReload": "1",
                     "Status": "Fully Booted"})
 
@@ -363,6 +386,9 @@ class SimulatedPbx:
     def _answer(self, name: str, fields: Mapping[str, Any]) -> dict[str, str] | list[dict[str, str]]:
         self.counters[f"action.{name}"] += 1
         get = {k.lower(): v for k, v in fields.items()}
+        if name.startswith("queue") and not self.booted.is_set():
+            self.counters["refused_not_booted"] += 1
+            return {"Response": "Error", "Message": "Invalid/unknown command"}  # app_queue not loaded yet
         match name:
             case "ping":
                 return {"Response": "Success", "Ping": "Pong"}
@@ -426,6 +452,7 @@ class SimulatedPbx:
                                "MemberName": member_name, "Penalty": str(penalty), "Paused": "false"})
         except AmiActionFailed as exc:
             if "already there" not in exc.message.lower():
+                raise_if_not_booted(exc)
                 raise
 
     async def queue_remove(self, queue: str, interface: str) -> None:
@@ -436,7 +463,11 @@ class SimulatedPbx:
                 raise
 
     async def queue_members(self, queue: str) -> list[dict[str, str]]:
-        replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        try:
+            replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        except AmiActionFailed as exc:
+            raise_if_not_booted(exc)
+            raise
         return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
 
     # -- faults -----------------------------------------------------------------------
@@ -459,7 +490,8 @@ class SimulatedPbx:
         self._half_open_until = self._now() + seconds
 
     def restart(self, down_for: float = 2.0) -> None:
-        """`core restart now`: every channel hung up, `Shutdown` ~1.1 s later, AMI back after `down_for`."""
+        """`core restart now`: every channel hung up, `Shutdown` ~1.1 s later, AMI back after `down_for`,
+        fully booted (`FullyBooted`; app_queue answers) `boot_seconds` after that."""
         self.counters["restarts"] += 1
         self._shutting_down = True
         calls = [c for c in self._calls.values() if c.phase != "done"]
@@ -484,13 +516,21 @@ class SimulatedPbx:
     def _shutdown(self, down_for: float) -> None:
         self._emit({"Event": "Shutdown", "Privilege": "system,all", "Shutdown": "Cleanly", "Restart": "True"})
         self._up = False
+        self.booted.clear()
         self._connection_lost()
         self._later(None, down_for, self._boot)
 
     def _boot(self) -> None:
+        """AMI takes logins again; the modules (app_queue) are loaded `boot_seconds` later."""
         self._up = True
         self._shutting_down = False
         self._channel_seq = 0
+        self._later(None, self.boot_seconds, self._fully_booted)
+
+    def _fully_booted(self) -> None:
+        if self._up and not self.booted.is_set():
+            self.booted.set()
+            self._fully_booted_event()
 
     def agent_logout(self, interface: str) -> None:
         """The agent's phone unregisters: unavailable in every queue, never rung."""
