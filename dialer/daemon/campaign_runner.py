@@ -10,6 +10,7 @@ store. `dialer simulate` drives the same core object.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -145,6 +146,9 @@ class CampaignRunner:
         self.lease_held = True
         """False while this daemon may not dial the campaign (several daemons: another holds its lease)."""
         self._sends: set[asyncio.Task[None]] = set()
+        self.unsent: set[str] = set()
+        """Attempts placed whose Originate is not written (nor failed) yet: a login's
+        reconciliation leaves them alone, they go out on the new session."""
         self.tiers = TierDialing(store, board, self.core)
         """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
@@ -317,10 +321,15 @@ class CampaignRunner:
         )
         for call in placed:
             self.placed += 1
+            self.unsent.add(call.attempt.id)
             task = asyncio.create_task(self._originate(call))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
+            task.add_done_callback(functools.partial(self._sent, call.attempt.id))
         return len(placed)
+
+    def _sent(self, attempt_id: str, _task: asyncio.Task[None]) -> None:
+        self.unsent.discard(attempt_id)
 
     async def _originate(self, call: PlacedCall) -> None:
         campaign = self.campaign

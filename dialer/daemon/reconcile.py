@@ -77,14 +77,19 @@ class Reconciler:
         entries = reply if isinstance(reply, list) else [reply]
         return [c for entry in entries if (c := channel_from_event(dict(entry))) is not None]
 
-    async def reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
+    async def reconcile(
+        self, cutoff: float, campaigns: frozenset[int] | None = None, *, sent: frozenset[str] | None = None
+    ) -> ReconcileSummary:
         """Adopt or close every attempt sent before `cutoff` (epoch seconds) that is not ended.
 
         `campaigns`: only theirs (a campaign started after the login, or taken over from another daemon).
+        `sent`: of the runners' own attempts, only these (their Originate went out before the
+        login); None: those dialed before `cutoff`. A time is not enough: a tick computes its
+        `now` before it leases, and its Originates may go out after the login.
         """
         self.gate.clear()
         try:
-            return await self._reconcile(cutoff, campaigns)
+            return await self._reconcile(cutoff, campaigns, sent)
         finally:
             self.gate.set()
 
@@ -98,7 +103,9 @@ class Reconciler:
             return False
         return self._judges is None or self._judges(campaign_id)
 
-    async def _reconcile(self, cutoff: float, campaigns: frozenset[int] | None = None) -> ReconcileSummary:
+    async def _reconcile(
+        self, cutoff: float, campaigns: frozenset[int] | None = None, sent: frozenset[str] | None = None
+    ) -> ReconcileSummary:
         runners = {r.campaign_id: r for r in self._runners().values()}
         in_memory = {aid: (runner, a) for runner in runners.values() for aid, a in runner.attempts.items()}
         rows = {
@@ -110,7 +117,7 @@ class Reconciler:
         candidates = [
             (aid, in_memory[aid][1].state.value if aid in in_memory else row.state)
             for aid, row in rows.items()
-            if aid not in in_memory or in_memory[aid][1].dialed_at < cutoff
+            if aid not in in_memory or (in_memory[aid][1].dialed_at < cutoff if sent is None else aid in sent)
         ]
         channels = await self.live_channels() if candidates else []
         now = self._clock()

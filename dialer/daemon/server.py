@@ -153,6 +153,9 @@ class Daemon:
         """Sends the disposition webhooks' outbox; runs until the very end, the drain included."""
         self._stop_ami = asyncio.Event()
         self._wake = asyncio.Event()
+        self._ticks_done = asyncio.Event()
+        self._ticks_done.set()
+        """Clear while the main loop's campaign ticks run (a login's reconciliation waits for them)."""
         self.tasks = TaskSupervisor(on_done=self._wake.set, clock=monotonic_clock)
         """The AMI reader, the event consumer, the watcher and the webhooks, restarted if they die."""
         self._failed = False
@@ -298,11 +301,15 @@ class Daemon:
                 await self._hold_campaigns(now)
             if self.pool is not None:
                 self.pool.forget_agents_of_down_servers()
-            for runner in self.runners.values():
-                try:
-                    await runner.tick(now)
-                except Exception:
-                    log.exception("campaign.tick_failed", campaign=runner.campaign.name)
+            self._ticks_done.clear()
+            try:
+                for runner in self.runners.values():
+                    try:
+                        await runner.tick(now)
+                    except Exception:
+                        log.exception("campaign.tick_failed", campaign=runner.campaign.name)
+            finally:
+                self._ticks_done.set()
             if now >= next_progress:
                 next_progress = now + 1.0
                 try:
@@ -760,14 +767,19 @@ class Daemon:
         """After a login to the one server, or (several) to `server`: only its agents and its calls."""
         pbx = self.ami if server is None else self.pbxs[server]
         assert pbx is not None
-        await subscribe(pbx, SUBSCRIBED)
-        cutoff = self.clock()  # attempts sent before this login are reconciled
-        if server is not None and self.pool is not None:
-            self.pool.logged_in(server)
-        # No runner dials on a half-known board (a key call would borrow a general
-        # agent while the key team is still being added).
+        # At the login itself, before any await. No runner dials on a half-known board (a key
+        # call would borrow a general agent while the key team is still being added), nor
+        # before the reconciliation. Only calls whose Originate went out before this login
+        # are judged: one not written yet, or placed by a tick in flight, goes out on this
+        # session, and Asterisk's channel list may not show it yet (closed as vanished while
+        # it rings, its lead would be due again: a double dial).
         for runner in self.runners.values():
             runner.board_synced = False
+        sent = frozenset(aid for runner in self.runners.values() for aid in runner.attempts if aid not in runner.unsent)
+        cutoff = self.clock()  # rows a previous run left open, dialed before this login, are reconciled
+        await subscribe(pbx, SUBSCRIBED)
+        if server is not None and self.pool is not None:
+            self.pool.logged_in(server)
         agents = [a for a in self.config.agents if server is None or self.config.server_of(a) == server]
         if server is None:
             self.board.logged_out_all()
@@ -799,16 +811,23 @@ class Daemon:
                 record = to_record(member, now)
                 if isinstance(record, r.MemberStatus):
                     self.board.apply(record)
-        for runner in self.runners.values():
-            runner.board_synced = True
         reconciler = self.reconciler if server is None else self.reconcilers[server]
+        if reconciler is None:
+            for runner in self.runners.values():
+                runner.board_synced = True
         if reconciler is not None:
             try:
-                await reconciler.reconcile(cutoff)
+                # A tick that passed its checks before the login places its calls now: they
+                # must be in the runners' memory (not judged), not read as rows left open.
+                await self._ticks_done.wait()
+                await reconciler.reconcile(cutoff, sent=sent)
             except AmiError:
                 raise
             except Exception:
                 log.exception("daemon.reconcile_failed")
+            finally:
+                for runner in self.runners.values():
+                    runner.board_synced = True
             if self.inbound is not None and (server is None or self._all_servers_up()):
                 # Inbound rows do not say their server: judged on every server's channels at once.
                 try:
