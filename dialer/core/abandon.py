@@ -68,8 +68,11 @@ class AbandonWindow:
         self._answered = 0
         self._abandoned = 0
 
-    def record(self, at: float, *, abandoned: bool) -> None:
-        """Count one live-answered call at time `at`: `abandoned`, or bridged to an agent in time."""
+    def record(self, at: float, *, abandoned: bool) -> int:
+        """Count one live-answered call at time `at`: `abandoned`, or bridged to an agent in time.
+
+        Returns the bucket it was counted in, for `withdraw`.
+        """
         index = math.floor(at / self.bucket)
         if self._buckets and index < self._buckets[-1][0]:
             # A late record (calls end out of order) joins the newest bucket: it then
@@ -83,6 +86,25 @@ class AbandonWindow:
         if abandoned:
             last[2] += 1
             self._abandoned += 1
+        return index
+
+    def withdraw(self, bucket: int, *, abandoned: bool) -> None:
+        """Take back one call `record` counted in `bucket` (its fate turned out otherwise).
+
+        A bucket already out of the window took the call with it: nothing is left to take.
+        """
+        for entry in reversed(self._buckets):
+            if entry[0] == bucket:
+                if entry[1] < 1 or (abandoned and entry[2] < 1):
+                    raise ValueError(f"nothing recorded to withdraw in bucket {bucket}")
+                entry[1] -= 1
+                self._answered -= 1
+                if abandoned:
+                    entry[2] -= 1
+                    self._abandoned -= 1
+                return
+            if entry[0] < bucket:
+                return
 
     def state(self, now: float, limit: float = ABANDON_CEILING) -> AbandonState:
         oldest_kept = math.floor((now - self.window) / self.bucket)

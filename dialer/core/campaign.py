@@ -158,6 +158,8 @@ class CampaignCore:
         self._claims: dict[str, str] = {}  # attempt id -> "dedicated" | "general"
         self._held = 0  # general agents kept from the pacing for reserved leads waiting
         self._answers_learned: set[str] = set()  # live attempts whose answer is already taught
+        # Live attempts already counted in the abandon window: id -> (bucket, abandoned).
+        self._fates_counted: dict[str, tuple[int, bool]] = {}
         self._unwritten: dict[str, Finished] = {}  # finished, final row not yet stored
 
     # -- what the pacing sees -------------------------------------------------------
@@ -406,7 +408,32 @@ class CampaignCore:
             # no-answers and the busy lines first and take the answer rate for far lower.
             self._answers_learned.add(attempt.id)
             self.stats.observe_attempt(Outcome.answered, max(0.0, attempt.answered_at - attempt.dialed_at))
+        self._count_fate(attempt, record)
         return attempt, changes
+
+    def _count_fate(self, attempt: Attempt, record: r.CallRecord) -> None:
+        """Count a live answer in the abandon window as soon as its fate is known.
+
+        Counted at the end of the call instead, a campaign's first minutes would see each
+        abandon (known within seconds) long before the bridged calls of the same minutes
+        (known when their talk ends) and be held back by a rate far above the true one.
+        `_decide` settles the count with the final outcome.
+        """
+        if attempt.id in self._fates_counted or attempt.answered_at is None or attempt.machine:
+            return
+        if isinstance(record, r.AgentConnected) and attempt.bridged_at is not None:
+            abandoned = False
+        elif isinstance(record, r.DialerAbandoned) and attempt.abandoned and attempt.bridged_at is None:
+            abandoned = True
+        else:
+            return
+        bucket = self.abandon_window.record(record.at, abandoned=abandoned)
+        self._fates_counted[attempt.id] = (bucket, abandoned)
+
+    def _uncount_fate(self, counted: tuple[int, bool] | None) -> None:
+        if counted is not None:
+            bucket, abandoned = counted
+            self.abandon_window.withdraw(bucket, abandoned=abandoned)
 
     def pbx_shutdown(self, record: r.PbxShutdown) -> None:
         for attempt in self.attempts.values():
@@ -451,7 +478,11 @@ class CampaignCore:
         self._answers_learned.discard(attempt.id)
         if answer_learned and attempt.cut_short and attempt.answered_at is not None:
             self.stats.withdraw_answer(max(0.0, attempt.answered_at - attempt.dialed_at))
-        if not attempt.cut_short:
+        fate_counted = self._fates_counted.pop(attempt.id, None)
+        if attempt.cut_short:
+            # Out of the window as out of the legal rate (`dialer report`).
+            self._uncount_fate(fate_counted)
+        else:
             self.learn(
                 outcome,
                 attempt.dialed_at,
@@ -459,6 +490,7 @@ class CampaignCore:
                 attempt.bridged_at,
                 attempt.ended_at or now,
                 answer_learned=answer_learned,
+                fate_counted=fate_counted,
             )
         return Finished(attempt, outcome, plan)
 
@@ -473,6 +505,11 @@ class CampaignCore:
         self.plans.clear()
         self._claims.clear()
         self._answers_learned.clear()
+        for counted in self._fates_counted.values():
+            # Their outcomes are stored by whoever finishes them, and a restart rebuilds
+            # the window from those rows: counted here, they would be counted twice.
+            self._uncount_fate(counted)
+        self._fates_counted.clear()
         self._unwritten.clear()
 
     # -- learning ------------------------------------------------------------------
@@ -486,21 +523,30 @@ class CampaignCore:
         ended: float,
         *,
         answer_learned: bool = False,
+        fate_counted: tuple[int, bool] | None = None,
     ) -> None:
         """Teach the pacing one finished attempt (also how memory is restored at start-up).
 
         `answer_learned`: its live answer was taught when it joined the queue (`observe`).
+        `fate_counted`: it is already in the abandon window (`_count_fate`), kept there if
+        the outcome agrees, else taken back.
         """
         if outcome not in LEARNABLE:
+            self._uncount_fate(fate_counted)
             return
         if not answer_learned:
             self.stats.observe_attempt(outcome, max(0.0, (answered if answered is not None else ended) - dialed))
+        fate: bool | None = None  # abandoned or not, None: no live answer to count
         if outcome == "machine":
             # No live answer; only an estimated share counts, as abandoned (dialer.core.amd).
             if self.false_positives.machine():
-                self.abandon_window.record(ended, abandoned=True)
+                fate = True
         elif answered is not None:
-            self.abandon_window.record(ended, abandoned=outcome == "abandoned")
+            fate = outcome == "abandoned"
+        if fate_counted is None or fate_counted[1] != fate:
+            self._uncount_fate(fate_counted)
+            if fate is not None:
+                self.abandon_window.record(ended, abandoned=fate)
         if bridged is not None:
             self.stats.observe_talk(max(0.0, ended - bridged))
             if not self.wrapup_measured:
