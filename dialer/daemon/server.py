@@ -243,7 +243,9 @@ class Daemon:
             except (OSError, LookupError) as exc:  # secret_file unreadable, secret_env unset
                 raise StartupError(f"the AMI secret{where} cannot be read: {exc}") from exc
             except AmiError as exc:
-                log.warning("daemon.ami_unreachable_at_start", server=name, error=str(exc), note="starting anyway; retrying")
+                # Several servers: say which (one server: the log line it always was).
+                named = {"server": name} if several else {}
+                log.warning("daemon.ami_unreachable_at_start", **named, error=str(exc), note="starting anyway; retrying")
             await pbx.close()
         for name, pbx in self.pbxs.items():
             # Each server has its own reader and consumer, supervised and restarted on its own.
@@ -865,7 +867,7 @@ class Daemon:
                 continue
             try:
                 if isinstance(record, r.PbxShutdown):
-                    log.warning("ami.pbx_shutdown", restart=record.restart, server=server)
+                    log.warning("ami.pbx_shutdown", restart=record.restart, **({"server": server} if server else {}))
                     if server is not None:
                         self._server_shutdown(server, record)
                     else:
