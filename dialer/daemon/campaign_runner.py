@@ -145,6 +145,9 @@ class CampaignRunner:
         self.lease_held = True
         """False while this daemon may not dial the campaign (several daemons: another holds its lease)."""
         self._sends: set[asyncio.Task[None]] = set()
+        self._unplaced: set[str] = set()
+        """Attempts leased by a tick that failed before dialing them: given back (`not_sent`)
+        by the next ticks, or their leads would stay leased with nothing dialed."""
         self.unsent: set[str] = set()
         """Attempts placed whose Originate is not written (nor failed) yet: a login's
         reconciliation leaves them alone, they go out on the new session."""
@@ -254,6 +257,7 @@ class CampaignRunner:
     async def tick(self, now: float) -> None:
         self._configure()
         await self._settle(now)
+        await self._give_back(now)
         if self.paused or not self.lease_held or not self.board_synced or not self.ami.connected.is_set():
             return
         # Before the pacing reads the board: a dedicated agent lent to the general
@@ -292,30 +296,37 @@ class CampaignRunner:
         reserved = await self.store.lease_due_leads(
             self.campaign_id, room.to_lease, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=True)
         )
-        wanted = core.decide(view, now, lines_left=lines_left, reserved_leased=len(reserved), room=room)
-        others = await self.store.lease_due_leads(
-            self.campaign_id, wanted, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=False)
-        )
-        if room.to_lease <= 0 and wanted <= 0:
-            return 0
-        screened = await screen_leases(
-            self.campaign, self.store, reserved + others, now, self.board, region=self.number_region
-        )
-        leases = await self.tiers.prepare(self.campaign, screened.leases, view, room=room, now=now)
-        placed = core.place(
-            (
-                CallToPlace(
-                    lease.attempt_id,
-                    lease.lead_id,
-                    lease.phone,
-                    customer=self.tiers.customer(lease.attempt_id),
-                    callback_agent=screened.direct.get(lease.attempt_id),
-                )
-                for lease in leases
-            ),
-            now,
-            dialplan,
-        )
+        leased = [lease.attempt_id for lease in reserved]
+        try:
+            wanted = core.decide(view, now, lines_left=lines_left, reserved_leased=len(reserved), room=room)
+            others = await self.store.lease_due_leads(
+                self.campaign_id, wanted, _dt(now), tiers=self.tiers.lease_tiers(self.campaign, reserved=False)
+            )
+            leased += [lease.attempt_id for lease in others]
+            if room.to_lease <= 0 and wanted <= 0:
+                return 0
+            screened = await screen_leases(
+                self.campaign, self.store, reserved + others, now, self.board, region=self.number_region
+            )
+            leases = await self.tiers.prepare(self.campaign, screened.leases, view, room=room, now=now)
+            placed = core.place(
+                (
+                    CallToPlace(
+                        lease.attempt_id,
+                        lease.lead_id,
+                        lease.phone,
+                        customer=self.tiers.customer(lease.attempt_id),
+                        callback_agent=screened.direct.get(lease.attempt_id),
+                    )
+                    for lease in leases
+                ),
+                now,
+                dialplan,
+            )
+        except Exception:
+            # The database locked between the lease and the dial: nothing was dialed.
+            self._unplaced.update(leased)
+            raise
         for call in placed:
             self.placed += 1
             self.unsent.add(call.attempt.id)
@@ -327,6 +338,13 @@ class CampaignRunner:
 
     def _sent(self, attempt_id: str, _task: asyncio.Task[None]) -> None:
         self.unsent.discard(attempt_id)
+
+    async def _give_back(self, now: float) -> None:
+        """End the attempts a failed tick leased and never dialed (`not_sent`): their leads are due again."""
+        for attempt_id in sorted(self._unplaced):
+            await not_sent(self.store, attempt_id, now=_dt(now))
+            self._unplaced.discard(attempt_id)
+            self._log.warning("call.given_back", attempt=attempt_id)
 
     async def _originate(self, call: PlacedCall) -> None:
         campaign = self.campaign
@@ -483,7 +501,7 @@ class CampaignRunner:
 
     @property
     def busy(self) -> bool:
-        return bool(self.attempts) or bool(self._sends)
+        return bool(self.attempts) or bool(self._sends) or bool(self._unplaced)
 
     async def wait_sends(self) -> None:
         if self._sends:

@@ -155,7 +155,8 @@ async def not_sent(store: Store, attempt_id: str, *, now: datetime) -> None:
     async with store._write() as conn:
         await conn.execute(
             update(call_attempts)
-            .where(call_attempts.c.id == attempt_id)
+            # An attempt already ended (screened out, closed by a reconciliation) keeps its outcome.
+            .where(call_attempts.c.id == attempt_id, call_attempts.c.state != "ended")
             .values(state="ended", outcome="not_sent", ended_at=_naive_utc(now))
         )
         held = await lead_transitions.leased_by(conn, attempt_id)

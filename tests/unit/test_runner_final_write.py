@@ -1,5 +1,6 @@
-"""An attempt's final row is written before the runner drops the attempt: a write that fails
-(the database locked for a while) is tried again on the next tick, never lost."""
+"""The runner on a database locked for a while: an attempt's final row is written before the
+runner drops the attempt, and a lead leased by a tick that failed before dialing is given back;
+what failed is tried again on the next tick, never lost."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         await opened.close()
 
 
-async def _runner(store: Store) -> CampaignRunner:
+async def _idle_runner(store: Store) -> CampaignRunner:
     campaign = Campaign(name="locked", type="telemarketing", trunk="PJSIP/{number}@carrier", caller_id="+15550100",
                         queue="sales", dialing={"max_lines": 1})
     campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
@@ -45,6 +46,11 @@ async def _runner(store: Store) -> CampaignRunner:
     pbx = SimulatedPbx(random.Random(0), {}).logged_in([("sales", "PJSIP/agent1", "agent1", 0)])
     runner = CampaignRunner(campaign, campaign_id, store, pbx, board, {"PJSIP/agent1": "agent1"}, clock=lambda: NOW)
     runner.tiers.set_ladder(list(DEFAULT_TIERS))
+    return runner
+
+
+async def _runner(store: Store) -> CampaignRunner:
+    runner = await _idle_runner(store)
     await runner.tick(NOW)
     await runner.wait_sends()
     assert len(runner.attempts) == 1
@@ -89,3 +95,31 @@ async def test_a_final_write_that_fails_is_retried_on_the_next_tick(
     async with store._read() as conn:
         outcome = (await conn.execute(select(call_attempts.c.outcome).where(call_attempts.c.id == attempt_id))).scalar()
     assert outcome == "busy"
+
+
+async def test_a_lead_leased_by_a_tick_that_fails_before_dialing_is_given_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await _idle_runner(store)
+    screened = campaign_runner.screen_leases
+    failures = [StoreError("database is locked")]
+
+    async def locked_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await screened(*args, **kwargs)
+
+    monkeypatch.setattr(campaign_runner, "screen_leases", locked_once)
+    # The lease is written, the screening after it fails: nothing is dialed.
+    with pytest.raises(StoreError):
+        await runner.tick(NOW)
+    assert failures == [] and runner.attempts == {} and runner.busy
+    async with store._read() as conn:
+        [attempt_id] = (await conn.execute(select(call_attempts.c.id))).scalars().all()
+    assert await _rows(store, attempt_id) == ("dialing", "leased")
+    runner.paused = True  # draining: only what is owed is done
+    await runner.tick(NOW + 1)
+    assert not runner.busy
+    async with store._read() as conn:
+        outcome = (await conn.execute(select(call_attempts.c.outcome).where(call_attempts.c.id == attempt_id))).scalar()
+    assert await _rows(store, attempt_id) == ("ended", "pending") and outcome == "not_sent"
