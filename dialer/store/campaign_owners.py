@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Row, delete, select, update
 
 from dialer.core.ownership import Holder, LeaseTerms, may_claim, renewed, taken_from
 from dialer.store import dialect
@@ -30,10 +31,8 @@ class Claim:
     """The daemon this claim took the campaign over from (its open calls are to be adopted)."""
 
 
-def _holder(row: object) -> Holder | None:
-    if row is None:
-        return None
-    return Holder(row.owner, row.heartbeat_at, row.expires_at)  # type: ignore[attr-defined]
+def _holder(row: Row[Any] | None) -> Holder | None:
+    return None if row is None else Holder(row.owner, row.heartbeat_at, row.expires_at)
 
 
 async def holder(store: Store, campaign_id: int) -> Holder | None:
