@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,10 @@ class Daemon:
         """With several AMI servers: each one's reconciler, by name (one server: `reconciler`)."""
         self._unreconciled: dict[int, float] = {}
         """Campaign id -> the moment its runner started, for campaigns started after the start-up
-        (see `_reconcile_started`); dropped once judged."""
+        (see `_reconcile_owed`); dropped once judged."""
+        self._owed_logins: dict[str | None, tuple[Reconciler, Callable[[], Awaitable[object]]]] = {}
+        """A login's reconciliation that failed (the database locked), by server: tried again
+        each turn (see `_reconcile_owed`) until it succeeds or a new login supersedes it."""
         self.board = AgentBoard({a.id: a.interface for a in config.agents})
         self.desk = Desk(self) if config.http is not None and config.http.desk_users_file is not None else None
         """The agent and supervisor pages' live state (wrap-up, pauses, screen pops); None without desk users."""
@@ -295,8 +298,8 @@ class Daemon:
             self._supervise()
             if self._reload_requested:
                 await self._reload()
-            if self._unreconciled:
-                await self._reconcile_started()
+            if self._unreconciled or self._owed_logins:
+                await self._reconcile_owed()
             now = self.clock()
             if self.leases is not None:
                 await self._hold_campaigns(now)
@@ -392,6 +395,8 @@ class Daemon:
         while any(r.busy for r in self.runners.values()) and not self.force_exit and self.clock() < deadline:
             # The calls still up need their events: the reader and consumer are kept alive.
             self._supervise()
+            if self._owed_logins:
+                await self._reconcile_owed()  # a call whose end was lost with the link is over only so
             now = self.clock()
             if self.leases is not None:
                 # Still ours while draining: nobody else adopts (and ends a second time) the calls up.
@@ -487,14 +492,24 @@ class Daemon:
         self.runners[campaign.name] = runner
         return runner
 
-    async def _reconcile_started(self) -> None:
-        """Judge the calls an earlier run left open in campaigns started since the login.
+    async def _reconcile_owed(self) -> None:
+        """The reconciliations still owed: a login's that failed, and campaigns started since the login.
 
-        The login's reconciliation leaves a live call open when its campaign has no runner
-        (the file was broken at the start): adopted or closed now, against the live
-        channels, or its lead would stay leased for ever. A server not logged in now judges
-        them at its login; a failure (the database locked) is tried again next turn.
+        A login's reconciliation that failed leaves the calls it was to judge open, their
+        ends perhaps lost with the connection; a live call whose campaign had no runner
+        at the login (the file was broken at the start) is left open too. Each is judged
+        now, against the live channels, or its lead would stay leased for ever. A server
+        not logged in now judges them at its next login; a failure (the database locked)
+        is tried again next turn.
         """
+        for server, (owed, again) in list(self._owed_logins.items()):
+            if owed.ami.connected.is_set():
+                try:
+                    await again()
+                except Exception:
+                    log.exception("daemon.reconcile_failed", server=server)
+                    continue
+            del self._owed_logins[server]
         reconcilers = [self.reconciler] if self.reconciler is not None else list(self.reconcilers.values())
         for campaign_id, cutoff in list(self._unreconciled.items()):
             try:
@@ -822,10 +837,12 @@ class Daemon:
                 # must be in the runners' memory (not judged), not read as rows left open.
                 await self._ticks_done.wait()
                 await reconciler.reconcile(cutoff, sent=sent)
+                self._owed_logins.pop(server, None)  # this one covers every call an earlier one was to judge
             except AmiError:
                 raise
             except Exception:
                 log.exception("daemon.reconcile_failed")
+                self._owed_logins[server] = (reconciler, functools.partial(reconciler.reconcile, cutoff, sent=sent))
             finally:
                 for runner in self.runners.values():
                     runner.board_synced = True
