@@ -65,6 +65,8 @@ class DaemonPbx(SimulatedPbx):
         self.events = _TracedQueue(trace)
         self.cut_by_restart: set[str] = set()
         """Attempts whose call a PBX restart ended: whatever the customer meant, the PBX decided."""
+        self._held: list[dict[str, str]] = []
+        self._held_for: asyncio.Event | None = None
 
     def attach(self, server: AmiServer, clock: Callable[[], float]) -> SimulatedPbx:
         # A new daemon: a new connection, with nothing of the dead one's queued on it.
@@ -91,6 +93,31 @@ class DaemonPbx(SimulatedPbx):
         name = str(fields.get("Action", "?"))
         self.trace(f"action {name} {str(fields.get('ActionID') or fields.get('Queue') or '')[:12]}".rstrip())
         return await super().action(fields, as_list=as_list, timeout=timeout)
+
+    def _emit(self, event: dict[str, str]) -> None:
+        """A half-open link delays the events, it does not lose them: TCP delivers what it held
+        once the link heals, unless the session is declared dead first (then they are lost with it).
+        `SimulatedPbx` drops them at once, which no surviving TCP session does."""
+        session = self._lost  # a new one at every login
+        if self._link and self._half_open():
+            if self._held_for is not session:
+                self._held, self._held_for = [], session
+            if not self._held:
+                self._later(None, self._half_open_until - self._now(), self._release)
+            self._held.append(event)
+            return
+        self._release()
+        super()._emit(event)
+
+    def _release(self) -> None:
+        if not self._held or self._half_open():
+            if self._held and self._held_for is self._lost and not self._lost.is_set():
+                self._later(None, self._half_open_until - self._now(), self._release)  # the link went silent again
+            return
+        held, self._held = self._held, []
+        if self._held_for is self._lost and self._link and not self._lost.is_set():
+            for event in held:
+                super()._emit(event)
 
     def restart(self, down_for: float = 2.0) -> None:
         live = [c.attempt_id for c in self._calls.values() if c.phase != "done"]
