@@ -41,8 +41,9 @@ def _open(server: ServerView, trunk: str) -> bool:
     return server.up and server.carries(trunk) and server.free_lines != 0
 
 
-def choose(servers: Sequence[ServerView], trunk: str) -> str | None:
-    """The server for one call on `trunk`, or None when no server that is up carries it with a line free.
+def choose(servers: Sequence[ServerView], trunk: str, *, agent_needed: bool = False) -> str | None:
+    """The server for one call on `trunk`, or None when no server that is up carries it with a line free
+    (with `agent_needed`, and an agent free for it: a call the pacing meant for another server's agent).
 
     Free agents first (an answered call waits least there), then free lines (an
     unlimited server counts as having the most), then the fewest lines in use,
@@ -51,7 +52,7 @@ def choose(servers: Sequence[ServerView], trunk: str) -> str | None:
     best: tuple[int, float, int, int] | None = None
     chosen: str | None = None
     for index, server in enumerate(servers):
-        if not _open(server, trunk):
+        if not _open(server, trunk) or (agent_needed and server.free_agents <= 0):
             continue
         free = server.free_lines
         key = (-server.free_agents, -(float("inf") if free is None else free), server.lines_in_use, index)

@@ -218,8 +218,9 @@ class PbxPool:
             # Not a campaign's call (a supervisor's listening call): any server that is up.
             await send(self._any_up())
             return
+        redirected = False
         while True:
-            server = choose(self.views(queue), trunk)
+            server = choose(self.views(queue), trunk, agent_needed=redirected)
             if server is None:
                 # The words the runner reads: nobody was called, the lead is due again.
                 raise AmiActionFailed(
@@ -234,8 +235,10 @@ class PbxPool:
                 if "shutting down" not in exc.message.lower():
                     raise
                 # Asterisk refused it before its Shutdown event: nobody was called, so the
-                # call may go to another server; this one gets none until it logs in again.
+                # call may go to another server where an agent is free for it (the pacing may
+                # have counted one of this server's agents); this one gets none until it logs in again.
                 self.going_away(server)
+                redirected = True
 
     def _call_of(self, attempt_id: str) -> tuple[str | None, str | None]:
         for template, attempts in self._live():

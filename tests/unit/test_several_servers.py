@@ -61,6 +61,10 @@ def test_the_chosen_server_is_up_carries_the_trunk_and_has_a_line_free(servers: 
     assert server in fit
     # Where a free agent waits first; among those, the most free lines.
     assert server.free_agents == max(s.free_agents for s in fit)
+    # A call sent elsewhere after a refusal goes only where an agent is free for it.
+    redirected = choose(servers, trunk, agent_needed=True)
+    assert (redirected is None) == all(s.free_agents <= 0 for s in fit)
+    assert redirected is None or by_name[redirected].free_agents > 0
 
 
 @given(servers_st, st.sampled_from(TRUNKS), st.integers(1, 80))
@@ -136,6 +140,45 @@ async def test_calls_go_where_agents_are_free_counting_the_calls_already_on_thei
     await pool.originate(attempt_id="f" * 32, channel="PJSIP/+12125550009@carrier", context="c", exten="s",
                          timeout_ms=30000, caller_id="+15550100", variables={})
     assert written[-1] == ("f" * 32, "a") and len(sims["b"].originated) == 1
+
+
+async def test_a_call_refused_by_a_server_going_down_moves_only_where_an_agent_is_free_for_it() -> None:
+    from dialer.ami.errors import AmiActionFailed
+    from dialer.config.models import AmiServer
+    from dialer.core import records as r
+    from dialer.core.agents import AgentBoard
+    from dialer.core.attempt import Attempt
+    from dialer.daemon.pbx_pool import PbxPool
+
+    sims = {name: SimulatedPbx(random.Random(n), {}).logged_in() for n, name in enumerate("ab")}
+    # b is shutting down before its Shutdown event reached the daemon: it refuses every Originate.
+    sims["b"].refusal = lambda number: "Asterisk is shutting down"
+    board = AgentBoard({"agent1": "PJSIP/agent1", "agent3": "PJSIP/agent3"})
+    for interface in ("PJSIP/agent1", "PJSIP/agent3"):
+        board.apply(r.MemberStatus(at=0, queue="sales", interface=interface, status=1, paused=False, in_call=False))
+    attempts: dict[str, Attempt] = {}
+
+    async def record(attempt_id: str, server: str) -> None:
+        pass
+
+    pool = PbxPool(sims, [AmiServer(name=n, username="dialer", secret="x") for n in "ab"],
+                   agent_servers={"PJSIP/agent1": "a", "PJSIP/agent3": "b"},
+                   board=board, live=lambda: [("PJSIP/{number}@carrier", attempts)], record_server=record)
+
+    async def place(n: int) -> None:
+        attempt_id = f"{n:032x}"
+        attempts[attempt_id] = Attempt(id=attempt_id, lead_id=n, phone=f"+1212555000{n}", queue="sales",
+                                       dialed_at=T0, ring_timeout=30)
+        await pool.originate(attempt_id=attempt_id, channel=f"PJSIP/+1212555000{n}@carrier", context="c",
+                             exten="s", timeout_ms=30000, caller_id="+15550100", variables={})
+
+    await place(0)  # agent1's call: to a
+    # agent3's call goes to b, is refused, and a has no agent free for it: not sent anywhere
+    # (the runner makes it not_sent, the lead due again), never left waiting in a's queue.
+    with pytest.raises(AmiActionFailed, match="shutting down"):
+        await place(1)
+    assert [len(sims[name].originated) for name in "ab"] == [1, 1]
+    assert "b" in pool.shutting_down and board.agent("PJSIP/agent3").queues == set()  # type: ignore[union-attr]
 
 
 # -- the config -------------------------------------------------------------------------------------
