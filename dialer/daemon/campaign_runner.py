@@ -43,6 +43,7 @@ from dialer.core.trunks import TrunkGate, Trunks, trunk_key
 from dialer.config.campaign_rules import retry_rules
 from dialer.daemon.lead_screen import screen_leases
 from dialer.daemon.tier_dialing import TierDialing
+from dialer.store.event_writes import EventWrites
 from dialer.store.lead_outcomes import finish_with_rules, not_sent
 from dialer.store.store import Store
 
@@ -154,6 +155,8 @@ class CampaignRunner:
         self.tiers = TierDialing(store, board, self.core)
         """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
+        self._unwritten: EventWrites | None = None
+        """The event consumer's batch holding columns of this campaign's attempts, if any."""
         self._configure()
 
     # -- what the core holds ------------------------------------------------------
@@ -408,7 +411,9 @@ class CampaignRunner:
     def owns(self, uniqueid: str) -> bool:
         return uniqueid in self.attempts
 
-    async def on_record(self, record: r.CallRecord) -> None:
+    async def on_record(self, record: r.CallRecord, writes: EventWrites | None = None) -> None:
+        """Apply one event. With `writes` (the daemon's event consumer), the attempt's columns
+        join the burst's one transaction instead of a transaction of their own."""
         observed = self.core.observe(record)
         if observed is None:
             return
@@ -421,9 +426,12 @@ class CampaignRunner:
             changes["agent_id"] = self._agent_ids.get(record.interface.lower(), record.interface)
             self._log.info("call.bridged", attempt=attempt.id, agent=changes["agent_id"])
         if changes:
-            await self.store.update_attempt(
-                attempt.id, **{k: _dt(v) if k.endswith("_at") else v for k, v in changes.items()}
-            )
+            columns = {k: _dt(v) if k.endswith("_at") else v for k, v in changes.items()}
+            if writes is None:
+                await self.store.update_attempt(attempt.id, **columns)
+            else:
+                writes.attempt(attempt.id, **columns)
+                self._unwritten = writes
         if isinstance(record, r.ChannelHangup):
             self.board.ring_ended(attempt.id)
             await self._settle(record.at)
@@ -438,9 +446,19 @@ class CampaignRunner:
     async def _settle(self, now: float) -> None:
         # Written first, dropped after: a write that fails (a locked database) leaves the
         # attempt in the core, and the next tick writes it again.
-        for finished in self.core.due(now):
+        done = self.core.due(now)
+        if done:
+            await self.write_pending()
+        for finished in done:
             await self._write_finished(finished, now)
             self.core.written(finished.attempt.id)
+
+    async def write_pending(self) -> None:
+        """Write the event columns still waiting in the consumer's batch: an attempt's
+        final row is written after them, never under them."""
+        writes, self._unwritten = self._unwritten, None
+        if writes is not None:
+            await writes.flush()
 
     async def _write_finished(self, finished: Finished, now: float) -> None:
         attempt, outcome = finished.attempt, finished.outcome
@@ -487,6 +505,7 @@ class CampaignRunner:
         Returns how many calls were left up.
         """
         left = 0
+        await self.write_pending()
         await self._settle(now)  # first those decided earlier whose write failed
         for attempt in list(self.attempts.values()):
             over = attempt.hangup_at is not None or (attempt.channel is None and attempt.originate_success is False)

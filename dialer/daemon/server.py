@@ -47,6 +47,7 @@ from dialer.metrics import DaemonMetrics
 from dialer.pbx.protocol import Pbx
 from dialer.ivr.service import IvrService, IvrSetupError
 from dialer.inbound.service import InboundService
+from dialer.store.event_writes import EventWrites
 from dialer.store.store import Store
 from dialer.store.survey_store import SurveyStore
 from dialer.webhook_dispatcher import WebhookDispatcher
@@ -875,9 +876,15 @@ class Daemon:
         pbx = self.ami if server is None else self.pbxs[server]
         assert pbx is not None
         reconciler = self.reconciler if server is None else self.reconcilers[server]
+        # A burst's attempt columns and agent states, written when the burst is over.
+        writes = EventWrites(self.store) if self.store is not None else None
         while True:
+            if writes is not None and len(writes) and (pbx.events.empty() or len(writes) >= _BURST_WRITES):
+                await _write_burst(writes)
             raw, at = await pbx.events.get()
             if reconciler is not None:
+                if writes is not None and not reconciler.gate.is_set():
+                    await _write_burst(writes)  # what the reconciliation reads is written first
                 await reconciler.gate.wait()
             record = to_record(raw, at)
             if record is None:
@@ -900,13 +907,11 @@ class Daemon:
                     agent = self.board.apply(record)
                     if agent is not None and self.desk is not None:
                         self.desk.on_agent_record(agent, record, at)
-                    if agent is not None and self.store is not None:
-                        try:
-                            await self.store.set_agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))
-                        except Exception:
-                            # The stored state is for reports; the call must still learn of its
-                            # agent (a lost AgentConnect would make an answered call abandoned).
-                            log.exception("daemon.agent_state_not_stored", agent=agent.id)
+                    if agent is not None and writes is not None:
+                        # The stored state is for reports, written with the burst; the call must
+                        # still learn of its agent (a lost AgentConnect would make an answered
+                        # call abandoned).
+                        writes.agent_state(agent.id, agent.label, datetime.fromtimestamp(at, UTC))
                 if isinstance(record, _CALL_RECORDS):
                     key = record_key(record)
                     if self.inbound is not None and self.inbound.owns(key):
@@ -914,7 +919,7 @@ class Daemon:
                         continue
                     for runner in self.runners.values():
                         if runner.owns(key):
-                            await runner.on_record(record)
+                            await runner.on_record(record, writes)
                             break
             except Exception:
                 log.exception("daemon.event_failed", ami_event=raw.get("Event"))  # `event` is structlog's own
@@ -952,6 +957,18 @@ class Daemon:
 
 _NEED_RESTART = ("ami", "database", "http", "campaign_dir", "daemons")
 """Config settings a reload cannot change: each needs a new connection or listener."""
+
+
+_BURST_WRITES = 500
+"""Attempts and agents collected at most before a write, however long the burst."""
+
+
+async def _write_burst(writes: EventWrites) -> None:
+    try:
+        await writes.flush()
+    except Exception:
+        # As a failed single update was: logged, and the calls go on.
+        log.exception("daemon.event_writes_failed")
 
 
 def _memberships(agents: Iterable[AgentConfig]) -> set[tuple[str, str]]:
