@@ -119,7 +119,7 @@ async def test_an_agent_taking_a_call_while_the_database_is_locked_still_bridges
     runner = daemon.runners["alpha"]
     seen: list[object] = []
 
-    async def spy(record: r.CallRecord) -> None:
+    async def spy(record: r.CallRecord, *_writes: object) -> None:
         seen.append(record)
 
     monkeypatch.setattr(runner, "owns", lambda key: key == "attempt-1")
@@ -158,7 +158,7 @@ async def test_an_event_whose_handling_fails_does_not_deafen_the_daemon(
     runner = daemon.runners["alpha"]
     seen: list[object] = []
 
-    async def failing_once(record: r.CallRecord) -> None:
+    async def failing_once(record: r.CallRecord, *_writes: object) -> None:
         seen.append(record)
         if len(seen) == 1:
             raise RuntimeError("a defect in one event's handling")
