@@ -245,6 +245,42 @@ async def subscribe(pbx: Pinged, names: Iterable[str]) -> bool:
     return True
 
 
+
+def originate_action(
+    *,
+    attempt_id: str,
+    channel: str,
+    context: str,
+    exten: str,
+    timeout_ms: int,
+    caller_id: str,
+    variables: Mapping[str, str],
+) -> dict[str, Any]:
+    """The async Originate every PBX behind `Pbx` sends (the gateway, the simulated one), checked.
+
+    Its ActionID and ChannelId are the attempt id, so its events and, after a
+    restart, its channel can be matched to the attempt.
+    """
+    problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
+    # The channel carries the lead's number: `&` or `,` in it would dial more, or otherwise.
+    problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
+    if problems:
+        # Originate splits `Variable` on commas: one bad value would set other variables.
+        raise AmiUnsafeValue("Originate", problems)
+    return {
+        "Action": "Originate",
+        "ActionID": attempt_id,
+        "ChannelId": attempt_id,
+        "Channel": channel,
+        "Context": context,
+        "Exten": exten,
+        "Priority": "1",
+        "Timeout": str(timeout_ms),
+        "CallerID": caller_id,
+        "Async": "true",
+        "Variable": [f"{k}={v}" for k, v in variables.items()],
+    }
+
 class AmiGateway:
     def __init__(
         self,
@@ -403,26 +439,16 @@ class AmiGateway:
         variables: Mapping[str, str],
     ) -> None:
         """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
-        problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
-        # The channel carries the lead's number: `&` or `,` in it would dial more, or otherwise.
-        problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
-        if problems:
-            # Originate splits `Variable` on commas: one bad value would set other variables.
-            raise AmiUnsafeValue("Originate", problems)
         await self.action(
-            {
-                "Action": "Originate",
-                "ActionID": attempt_id,
-                "ChannelId": attempt_id,
-                "Channel": channel,
-                "Context": context,
-                "Exten": exten,
-                "Priority": "1",
-                "Timeout": str(timeout_ms),
-                "CallerID": caller_id,
-                "Async": "true",
-                "Variable": [f"{k}={v}" for k, v in variables.items()],
-            }
+            originate_action(
+                attempt_id=attempt_id,
+                channel=channel,
+                context=context,
+                exten=exten,
+                timeout_ms=timeout_ms,
+                caller_id=caller_id,
+                variables=variables,
+            )
         )
 
     async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:

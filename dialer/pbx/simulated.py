@@ -33,12 +33,13 @@ from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, 
 from dialer.ami.gateway import (
     BOOT_TIMEOUT,
     AmiServer,
+    originate_action,
     ping_until_lost,
     raise_if_not_booted,
     supervise,
     wait_booted,
 )
-from dialer.ami.values import interface_problem, problems_in_fields, variable_problem
+from dialer.ami.values import problems_in_fields
 from dialer.pbx.protocol import OnAction, OnLogin
 
 # Q.850 causes and SIP statuses a carrier's final answer gives (stack facts).
@@ -426,24 +427,12 @@ class SimulatedPbx:
     ) -> None:
         self.originated.append({"at": self._stamp(), "attempt_id": attempt_id, "channel": channel, "context": context, "exten": exten,
                                 "timeout_ms": timeout_ms, "caller_id": caller_id, "variables": dict(variables)})
-        problems = [p for k, v in variables.items() if (p := variable_problem(k, v)) is not None]
-        problems += [f"Channel: {p}" for p in [interface_problem(channel)] if p is not None]
-        if problems:
-            raise AmiUnsafeValue("Originate", problems)
+        # The gateway's own Originate, checked as it checks it: a bad value is refused here too.
         await self.action(
-            {
-                "Action": "Originate",
-                "ActionID": attempt_id,
-                "ChannelId": attempt_id,
-                "Channel": channel,
-                "Context": context,
-                "Exten": exten,
-                "Priority": "1",
-                "Timeout": str(timeout_ms),
-                "CallerID": caller_id,
-                "Async": "true",
-                "Variable": [f"{k}={v}" for k, v in variables.items()],
-            }
+            originate_action(
+                attempt_id=attempt_id, channel=channel, context=context, exten=exten,
+                timeout_ms=timeout_ms, caller_id=caller_id, variables=variables,
+            )
         )
 
     async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
