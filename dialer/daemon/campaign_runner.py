@@ -13,6 +13,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -45,7 +46,7 @@ from dialer.daemon.lead_screen import screen_leases
 from dialer.daemon.tier_dialing import TierDialing
 from dialer.store.event_writes import EventWrites
 from dialer.store.lead_outcomes import finish_with_rules, not_sent
-from dialer.store.store import Store
+from dialer.store.store import Store, StoreError
 
 log = structlog.get_logger("dialer.campaign")
 
@@ -56,6 +57,15 @@ BORROW_BELOW = 200
 sibling's latest attempts it takes (dialer.core.estimators.CampaignStats.adopt)."""
 DIALPLAN_EXTEN = "answered"
 __all__ = ["BORROW_BELOW", "DIALPLAN_CONTEXT", "CampaignRunner", "LiveCounts", "core_settings"]
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """An Originate Asterisk refused, whose final row is still to be written."""
+
+    not_sent: bool  # refused because the PBX is shutting down: no attempt counted
+    message: str
+    at: float
 
 
 def _dt(epoch: float | None) -> datetime | None:
@@ -147,6 +157,7 @@ class CampaignRunner:
         """False while this daemon may not dial the campaign (several daemons: another holds its lease)."""
         self._sends: set[asyncio.Task[None]] = set()
         self._unplaced: set[str] = set()
+        self._refusals: dict[str, _Refusal] = {}
         """Attempts leased by a tick that failed before dialing them: given back (`not_sent`)
         by the next ticks, or their leads would stay leased with nothing dialed."""
         self.unsent: set[str] = set()
@@ -259,6 +270,7 @@ class CampaignRunner:
 
     async def tick(self, now: float) -> None:
         self._configure()
+        await self._write_refusals()
         await self._settle(now)
         await self._give_back(now)
         if self.paused or not self.lease_held or not self.board_synced or not self.ami.connected.is_set():
@@ -342,6 +354,31 @@ class CampaignRunner:
     def _sent(self, attempt_id: str, _task: asyncio.Task[None]) -> None:
         self.unsent.discard(attempt_id)
 
+    async def _write_refusals(self) -> None:
+        """Write the final rows of refused Originates; each attempt goes once its row is stored."""
+        for attempt_id in sorted(self._refusals):
+            # Taken out while written: a send task and a tick never write one row twice.
+            refusal = self._refusals.pop(attempt_id, None)
+            if refusal is None:
+                continue
+            try:
+                if refusal.not_sent:
+                    await not_sent(self.store, attempt_id, now=_dt(refusal.at))
+                else:
+                    await finish_with_rules(
+                        self.store,
+                        attempt_id,
+                        outcome=REFUSED,
+                        now=_dt(refusal.at),
+                        rules=retry_rules(self.campaign.retries),
+                        ended_at=_dt(refusal.at),
+                        hangup_cause_text=refusal.message,
+                    )
+            except BaseException:
+                self._refusals[attempt_id] = refusal
+                raise
+            self.attempts.pop(attempt_id, None)
+
     async def _give_back(self, now: float) -> None:
         """End the attempts a failed tick leased and never dialed (`not_sent`): their leads are due again."""
         for attempt_id in sorted(self._unplaced):
@@ -369,30 +406,27 @@ class CampaignRunner:
             # once would loop hot on one lead (issue 11), so it is an attempt, `refused`,
             # due again after the campaign's `refused` delay, and the trunk backs off.
             now = self._clock()
-            self.attempts.pop(attempt.id, None)
             if not isinstance(exc, AmiUnsafeValue):
                 # One the gateway would not even write (a bad value in this call)
                 # says nothing about the trunk.
                 gate.refused(now, exc.message)
             await self.tiers.after_attempt(campaign, attempt, REFUSED, now)
-            if "shutting down" in exc.message.lower():
+            shutting_down = "shutting down" in exc.message.lower()
+            if shutting_down:
                 # Neither the number nor the trunk: the PBX is going away, and the
                 # backoff holds the campaign until it is back.
                 self._log.warning("call.not_sent", attempt=attempt.id, number=attempt.phone, error=str(exc))
-                await not_sent(self.store, attempt.id, now=_dt(now))
-                return
-            self._log.warning(
-                "call.refused", attempt=attempt.id, number=attempt.phone, trunk=gate.name, error=str(exc)
-            )
-            await finish_with_rules(
-                self.store,
-                attempt.id,
-                outcome=REFUSED,
-                now=_dt(now),
-                rules=retry_rules(campaign.retries),
-                ended_at=_dt(now),
-                hangup_cause_text=exc.message[:200],
-            )
+            else:
+                self._log.warning(
+                    "call.refused", attempt=attempt.id, number=attempt.phone, trunk=gate.name, error=str(exc)
+                )
+            # Kept among the attempts until its row is written: a write that fails (a
+            # locked database) is tried again at the next tick, never left open.
+            self._refusals[attempt.id] = _Refusal(not_sent=shutting_down, message=exc.message[:200], at=now)
+            try:
+                await self._write_refusals()
+            except StoreError as write_exc:
+                self._log.warning("call.refusal_unwritten", attempt=attempt.id, error=str(write_exc))
         except AmiError as exc:
             # The Originate may or may not have reached Asterisk (a timeout
             # says nothing): never send it again, let events or the settle
@@ -506,6 +540,7 @@ class CampaignRunner:
         """
         left = 0
         await self.write_pending()
+        await self._write_refusals()
         await self._settle(now)  # first those decided earlier whose write failed
         for attempt in list(self.attempts.values()):
             over = attempt.hangup_at is not None or (attempt.channel is None and attempt.originate_success is False)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -320,6 +320,10 @@ class Store:
                         leads.c.campaign_id == campaign_id,
                         leads.c.state == LeadState.pending.value,
                         (leads.c.next_attempt_at.is_(None)) | (leads.c.next_attempt_at <= now),
+                        # A callback booked (or a retry disposed) while the call is still up
+                        # makes its lead pending: the customer must not be dialed again
+                        # until that call's attempt has ended (ix_call_attempts_lead).
+                        ~exists().where(call_attempts.c.lead_id == leads.c.id, call_attempts.c.state != "ended"),
                         *(tiers.where() if tiers else ()),
                     )
                     .order_by(
