@@ -188,7 +188,11 @@ def safety_margin(abandon: AbandonState, policy: PacingPolicy, agents: int | Non
             scale = min(1.0, agents / BUDGET_TEAM)
         else:
             scale = max(1.0, math.sqrt(agents / BUDGET_TEAM))
-        z += policy.budget_gain * scale / budget
+        # The gain answers a judged window's bursts (the 100-agent miss came near the 380th
+        # answer); a young window keeps one per unit of budget, or a small team's first
+        # hour is held back to progressive for the few abandons its budget already absorbs.
+        gain = 1.0 if young and agents is not None else policy.budget_gain
+        z += gain * scale / budget
     return min(policy.max_safety, max(policy.min_safety, z))
 
 
