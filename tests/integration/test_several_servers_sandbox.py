@@ -30,9 +30,10 @@ LEADS = 14
 
 @pytest.fixture(scope="module")
 def two_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Sandbox]]:
-    # Two offsets 100 apart: PORT_OFFSET and the next hundred.
-    a = Sandbox(tmp_path_factory.mktemp("sandbox_a"), ports=SandboxPorts.offset(PORT_OFFSET), agents=3)
-    b = Sandbox(tmp_path_factory.mktemp("sandbox_b"), ports=SandboxPorts.offset(PORT_OFFSET + 100), agents=3)
+    # Two offsets 100 apart, clear of the session's own sandbox at PORT_OFFSET (alive all
+    # session long in a full run) and of the other tests' (+5 to +100).
+    a = Sandbox(tmp_path_factory.mktemp("sandbox_a"), ports=SandboxPorts.offset(PORT_OFFSET + 300), agents=3)
+    b = Sandbox(tmp_path_factory.mktemp("sandbox_b"), ports=SandboxPorts.offset(PORT_OFFSET + 400), agents=3)
     say = lambda message: print(f"[sandbox] {message}", file=sys.stderr)  # noqa: E731
     a.up(progress=say)
     try:
