@@ -281,7 +281,53 @@ def originate_action(
         "Variable": [f"{k}={v}" for k, v in variables.items()],
     }
 
-class AmiGateway:
+
+class QueueActions:
+    """Queue membership over `action`: what Asterisk's replies to these actions mean.
+
+    Shared by every PBX that answers AMI actions (the gateway, the simulated one), so
+    "already there", "not there" and "not booted yet" are read in one place.
+    """
+
+    async def action(
+        self, fields: Mapping[str, Any], *, as_list: bool = False, timeout: float | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
+        try:
+            await self.action(
+                {
+                    "Action": "QueueAdd",
+                    "Queue": queue,
+                    "Interface": interface,
+                    "MemberName": member_name,
+                    "Penalty": str(penalty),
+                    "Paused": "false",
+                }
+            )
+        except AmiActionFailed as exc:
+            if "already there" not in exc.message.lower():
+                raise_if_not_booted(exc)
+                raise
+
+    async def queue_remove(self, queue: str, interface: str) -> None:
+        try:
+            await self.action({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+        except AmiActionFailed as exc:
+            if "not there" not in exc.message.lower():
+                raise
+
+    async def queue_members(self, queue: str) -> list[dict[str, str]]:
+        try:
+            replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
+        except AmiActionFailed as exc:
+            raise_if_not_booted(exc)
+            raise
+        replies = replies if isinstance(replies, list) else [replies]
+        return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
+
+class AmiGateway(QueueActions):
     def __init__(
         self,
         server: AmiServer,
@@ -450,39 +496,6 @@ class AmiGateway:
                 variables=variables,
             )
         )
-
-    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
-        try:
-            await self.action(
-                {
-                    "Action": "QueueAdd",
-                    "Queue": queue,
-                    "Interface": interface,
-                    "MemberName": member_name,
-                    "Penalty": str(penalty),
-                    "Paused": "false",
-                }
-            )
-        except AmiActionFailed as exc:
-            if "already there" not in exc.message.lower():
-                raise_if_not_booted(exc)
-                raise
-
-    async def queue_remove(self, queue: str, interface: str) -> None:
-        try:
-            await self.action({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
-        except AmiActionFailed as exc:
-            if "not there" not in exc.message.lower():
-                raise
-
-    async def queue_members(self, queue: str) -> list[dict[str, str]]:
-        try:
-            replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
-        except AmiActionFailed as exc:
-            raise_if_not_booted(exc)
-            raise
-        replies = replies if isinstance(replies, list) else [replies]
-        return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
 
     # -- events ---------------------------------------------------------------
 

@@ -33,9 +33,9 @@ from dialer.ami.errors import AmiActionFailed, AmiLoginFailed, AmiNotConnected, 
 from dialer.ami.gateway import (
     BOOT_TIMEOUT,
     AmiServer,
+    QueueActions,
     originate_action,
     ping_until_lost,
-    raise_if_not_booted,
     supervise,
     wait_booted,
 )
@@ -167,7 +167,7 @@ def _number_and_endpoint(channel: str) -> tuple[str, str]:
     return number, endpoint or number
 
 
-class SimulatedPbx:
+class SimulatedPbx(QueueActions):
     def __init__(
         self,
         rng: random.Random,
@@ -434,30 +434,6 @@ class SimulatedPbx:
                 timeout_ms=timeout_ms, caller_id=caller_id, variables=variables,
             )
         )
-
-    async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None:
-        try:
-            await self.action({"Action": "QueueAdd", "Queue": queue, "Interface": interface,
-                               "MemberName": member_name, "Penalty": str(penalty), "Paused": "false"})
-        except AmiActionFailed as exc:
-            if "already there" not in exc.message.lower():
-                raise_if_not_booted(exc)
-                raise
-
-    async def queue_remove(self, queue: str, interface: str) -> None:
-        try:
-            await self.action({"Action": "QueueRemove", "Queue": queue, "Interface": interface})
-        except AmiActionFailed as exc:
-            if "not there" not in exc.message.lower():
-                raise
-
-    async def queue_members(self, queue: str) -> list[dict[str, str]]:
-        try:
-            replies = await self.action({"Action": "QueueStatus", "Queue": queue}, as_list=True)
-        except AmiActionFailed as exc:
-            raise_if_not_booted(exc)
-            raise
-        return [dict(m) for m in replies if m.get("Event", "").lower() == "queuemember"]
 
     # -- faults -----------------------------------------------------------------------
 
