@@ -16,6 +16,9 @@ from dialer.core.outcomes import ABANDON_CEILING, abandon_rate
 
 DAY = 86_400.0
 DEFAULT_WINDOW = 30 * DAY
+JUDGED_AT = 100
+"""Live answers from which a window's running rate is judged: before that one abandon is
+already several per cent of it, and what counts is the rate the window reaches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +29,15 @@ class AbandonState:
     """Live answered calls, abandoned ones included."""
     abandoned: int
     limit: float = ABANDON_CEILING
+    reachable: int | None = None
+    """Live answers this window will certainly reach (those in it plus a low quantile of
+    what the leads still to dial bring); None when the leads left are not known."""
 
     def __post_init__(self) -> None:
         if self.answered < 0 or self.abandoned < 0 or self.abandoned > self.answered:
             raise ValueError(f"inconsistent counts: {self.abandoned} abandoned of {self.answered}")
+        if self.reachable is not None and self.reachable < 0:
+            raise ValueError(f"reachable must be >= 0, got {self.reachable}")
         if not 0.0 <= self.limit <= 1.0:
             raise ValueError(f"limit must be a fraction, got {self.limit}")
 
@@ -37,18 +45,29 @@ class AbandonState:
     def rate(self) -> float:
         return abandon_rate(self.abandoned, self.answered)
 
-    def budget(self, limit: float | None = None) -> float:
+    def budget(self, limit: float | None = None, target: float | None = None) -> float:
         """Abandons that would still keep the rate at or under the limit, if the next one is one.
 
         Negative or below one means the next abandoned call would break the limit.
+
+        With a `target` and a young window (under `JUDGED_AT` answers) whose `reachable`
+        answers are known, the budget is also measured where the rate will be judged: the
+        abandons that keep the window at or under the target once it holds
+        min(JUDGED_AT, reachable) answers. The target, not the limit, so one abandon's
+        worth of slack (limit - target) x JUDGED_AT is left for a burst. A window that
+        cannot be sure to reach more answers than it has keeps the plain budget.
         """
         limit = self.limit if limit is None else limit
-        return limit * (self.answered + 1) - self.abandoned
+        plain = limit * (self.answered + 1) - self.abandoned
+        if target is None or self.reachable is None or self.answered >= JUDGED_AT:
+            return plain
+        horizon = min(JUDGED_AT, self.reachable)
+        return max(plain, min(target, limit) * horizon - self.abandoned)
 
-    def exhausted(self, limit: float | None = None) -> bool:
-        # Also true at a cold start (nothing answered yet): one abandon among few calls is
-        # already over 3 %, so a campaign has to earn its budget with safe calls first.
-        return self.budget(limit) < 1.0
+    def exhausted(self, limit: float | None = None, target: float | None = None) -> bool:
+        # Also true at a cold start with nothing known of the leads left: one abandon among
+        # few calls is already over 3 %, so the campaign has to earn its budget first.
+        return self.budget(limit, target) < 1.0
 
 
 class AbandonWindow:
@@ -106,10 +125,12 @@ class AbandonWindow:
             if entry[0] < bucket:
                 return
 
-    def state(self, now: float, limit: float = ABANDON_CEILING) -> AbandonState:
+    def state(self, now: float, limit: float = ABANDON_CEILING, *, coming: int | None = None) -> AbandonState:
+        """The counts at `now`; `coming`: live answers the leads left will certainly bring."""
         oldest_kept = math.floor((now - self.window) / self.bucket)
         while self._buckets and self._buckets[0][0] < oldest_kept:
             _, answered, abandoned = self._buckets.popleft()
             self._answered -= answered
             self._abandoned -= abandoned
-        return AbandonState(answered=self._answered, abandoned=self._abandoned, limit=limit)
+        reachable = None if coming is None else self._answered + max(0, coming)
+        return AbandonState(answered=self._answered, abandoned=self._abandoned, limit=limit, reachable=reachable)

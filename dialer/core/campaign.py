@@ -161,6 +161,19 @@ class CampaignCore:
         # Live attempts already counted in the abandon window: id -> (bucket, abandoned).
         self._fates_counted: dict[str, tuple[int, bool]] = {}
         self._unwritten: dict[str, Finished] = {}  # finished, final row not yet stored
+        self.leads_left: int | None = None
+        """Leads still to dial, now or later, as last counted (`count_leads`) less the calls
+        placed since; None: never counted."""
+
+    def count_leads(self, leads_left: int) -> None:
+        """The shell counted the campaign's leads still to dial (at start, after an import,
+        once a minute; never per tick). Each call placed until the next count takes one
+        off, so a count a minute old never overstates what is left (a lead dialed again
+        later is taken off too: the count errs low). A young window's abandon budget looks
+        ahead to the answers these leads will certainly bring."""
+        if leads_left < 0:
+            raise ValueError(f"leads_left must be >= 0, got {leads_left}")
+        self.leads_left = leads_left
 
     # -- what the pacing sees -------------------------------------------------------
 
@@ -220,7 +233,11 @@ class CampaignCore:
             # Talks and rings still going on are censored observations: without them
             # the first talks to end (the short ones) would pass for all of them.
             estimates=self.stats.estimates(self.settings.min_samples, talking=talking, ringing=ringing),
-            abandon=self.abandon_window.state(now, self.settings.policy.abandon_limit),
+            abandon=self.abandon_window.state(
+                now,
+                self.settings.policy.abandon_limit,
+                coming=None if self.leads_left is None else self.stats.certain_answers(self.leads_left),
+            ),
         )
         claims = self.claims()
         claims = Claims(claims.dedicated, claims.general + expected_general + self._held)
@@ -388,6 +405,8 @@ class CampaignCore:
                 attempt.id, dialplan, routing=routing, customer=call.customer, callback_agent=call.callback_agent
             )
             placed.append(PlacedCall(attempt, routing, variables))
+        if self.leads_left is not None:
+            self.leads_left = max(0, self.leads_left - len(placed))
         return placed
 
     # -- facts ---------------------------------------------------------------------

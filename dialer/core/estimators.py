@@ -392,6 +392,11 @@ class CampaignStats:
         self._wrapup.append(seconds)
         self._busy_new += 1
 
+    def certain_answers(self, leads: int) -> int:
+        """Live answers that `leads` more attempts bring, but for a 1 % chance, from the
+        live-answer share of the attempts seen (`certain_live_answers`)."""
+        return certain_live_answers(leads, sum(self._live), len(self._live))
+
     def wrapup_samples(self) -> tuple[float, ...]:
         """The wrap-up times learned so far, oldest first (the supervisor page shows them)."""
         return tuple(self._wrapup)
@@ -449,6 +454,28 @@ class CampaignStats:
         if changed or self._estimates is None:
             self._estimates = CampaignEstimates(ring=self._ring, busy=self._busy)
         return self._estimates
+
+
+CERTAIN_Z = 2.33
+"""Standard deviations below the expectation for a count to be taken as certain (~1 %)."""
+
+
+def certain_live_answers(leads: int, live: int, attempts: int, z: float = CERTAIN_Z) -> int:
+    """A low quantile of the live answers `leads` attempts bring, when `live` of `attempts`
+    seen were answered live: the share's lower Wilson bound, then the binomial count's
+    lower bound. Nothing seen, nothing certain: 0. Each lead is counted as one attempt,
+    though a lead not reached is usually dialed again, so the count errs low.
+    """
+    if leads <= 0 or attempts <= 0:
+        return 0
+    live = min(max(live, 0), attempts)
+    share = live / attempts
+    z2 = z * z
+    centre = share + z2 / (2 * attempts)
+    spread = z * math.sqrt(share * (1.0 - share) / attempts + z2 / (4 * attempts * attempts))
+    low_share = max(0.0, (centre - spread) / (1.0 + z2 / attempts))
+    expected = leads * low_share
+    return max(0, math.floor(expected - z * math.sqrt(expected * (1.0 - low_share))))
 
 
 def _ring_model(rings: Iterable[tuple[bool, float]], ringing: tuple[float, ...]) -> RingModel:

@@ -134,7 +134,7 @@ def calls_to_place(snapshot: PacingSnapshot, policy: PacingPolicy) -> int:
     in_flight = len(snapshot.ringing) + snapshot.waiting_for_agent
     progressive = max(0, snapshot.agents_free - in_flight)
     limit = min(policy.abandon_limit, snapshot.abandon.limit)
-    if policy.mode is PacingMode.progressive or snapshot.abandon.exhausted(limit):
+    if policy.mode is PacingMode.progressive or snapshot.abandon.exhausted(limit, policy.abandon_target):
         wanted = progressive
     elif policy.mode is PacingMode.ratio:
         wanted = max(0, math.floor(policy.ratio * snapshot.agents_free + 1e-9) - in_flight)
@@ -172,7 +172,7 @@ def safety_margin(abandon: AbandonState, policy: PacingPolicy, agents: int | Non
     if excess < 0.0 and policy.cold_evidence > 0.0:
         excess *= max(0.0, 1.0 - policy.cold_evidence / max(expected, 1e-9))
     z = policy.safety + policy.feedback_gain * excess
-    budget = abandon.budget(min(policy.abandon_limit, abandon.limit))
+    budget = abandon.budget(min(policy.abandon_limit, abandon.limit), policy.abandon_target)
     if budget <= 0.0:
         z = policy.max_safety
     else:

@@ -68,20 +68,34 @@ class SimulatedCampaign:
     record, with leads that are always due and no I/O: the same core calls in the same
     order, so the simulation's decisions are the daemon's."""
 
-    def __init__(self, settings: CoreSettings, dialplan: CampaignDialplan, *, wrapup_measured: bool = True) -> None:
+    def __init__(
+        self,
+        settings: CoreSettings,
+        dialplan: CampaignDialplan,
+        *,
+        wrapup_measured: bool = True,
+        leads: int | None = None,
+    ) -> None:
         self.core = CampaignCore(settings, wrapup_measured=wrapup_measured)
         self.dialplan = dialplan
         self.next_id = 0
+        self.leads = leads
+        """Leads in the list, each dialed once; None: an endless list the core is told nothing of."""
+        if leads is not None:
+            self.core.count_leads(leads)
 
     def tick(self, now: float, agents: Sequence[AgentView]) -> list[PlacedCall]:
         core = self.core
         core.settle(now)
         lines_left = core.settings.policy.max_lines - core.live_counts().lines
+        leads_left = None if self.leads is None else max(0, self.leads - self.next_id)
         view = CampaignView({core.settings.general_queue: agents})
         room = core.reserved_room(view, lines_left)
         # Every simulated lead is of the lowest tier: no reserved one is ever due.
         room = core.hold(room, due=False, lines_left=lines_left)
         wanted = core.decide(view, now, lines_left=lines_left, room=room)
+        if leads_left is not None:
+            wanted = min(wanted, leads_left)
         if room.to_lease <= 0 and wanted <= 0:
             return []
         first = self.next_id
@@ -117,7 +131,7 @@ def simulate(scenario: Scenario, mode: PacingMode | None = None) -> SimulationRe
     """Run `scenario` with its own pacing mode, or with `mode` instead (for a baseline)."""
     settings = scenario_settings(scenario, mode)
     dialplan = CampaignDialplan(campaign=scenario.name, queue=QUEUE, agent_wait=settings.agent_wait)
-    return _Run(scenario, SimulatedCampaign(settings, dialplan)).run()
+    return _Run(scenario, SimulatedCampaign(settings, dialplan, leads=scenario.leads)).run()
 
 
 def simulate_campaign(scenario: Scenario, campaign: SimulatedCampaign, *, start: float = 0.0) -> SimulationResult:

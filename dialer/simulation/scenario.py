@@ -145,6 +145,12 @@ class Scenario(_Strict):
     grace: float = Field(2.0, ge=0, description="seconds an answered customer waits for an agent")
     abandon_message: float = Field(5.0, ge=0, description="seconds the line is held by the abandon message")
     abandon_window: float = Field(DEFAULT_WINDOW, gt=0, description="seconds of the abandon-rate window")
+    leads: int | None = Field(
+        None,
+        ge=0,
+        description="leads in the list, each dialed once, their count told to the campaign as the daemon tells it;"
+        " none: an endless list the campaign is told nothing of",
+    )
     pacing: PacingSettings = PacingSettings()
     estimator: EstimatorSettings = EstimatorSettings()
     baselines: list[PacingMode] = Field(default_factory=list, description="modes run alongside for comparison")
