@@ -25,36 +25,29 @@ import pytest
 import yaml
 
 from dialer.core.ownership import Holder
-from dialer.sandbox import CustomerKind, Sandbox, SandboxPorts, customer_number, read_carrier_events
+from dialer.sandbox import CarrierEvent, CustomerKind, Sandbox, customer_number, read_carrier_events
 from dialer.store import campaign_owners
 from dialer.store.store import Store
 from tests.integration.conftest import PORT_OFFSET
+from tests.integration.server_pair import ami_servers, calls_up, floor_agents, sandbox_pair
 from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.sandbox
 
-LEADS = 10
+LEADS = 6  # three rounds of two calls
 TALK_S = 20  # calls long enough to be still up when the survivor takes over
 TAKEOVER_AFTER, HEARTBEAT = 6, 1
-INTERRUPTED_DELAY_S = 3.0  # a call the restart cut is due again after this
+# A call the restart cut is due again after this: longer than b's restart and a call's talk time,
+# so a redial that ignored it would come sooner (an agent is free again within them), short enough
+# that the redial happens inside the test.
+INTERRUPTED_DELAY_S = 30.0
 
 
 @pytest.fixture(scope="module")
 def two_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Sandbox]]:
-    # Two offsets 100 apart, clear of the session's own sandbox at PORT_OFFSET (alive all
-    # session long in a full run) and of the other tests' (+5 to +100).
-    a = Sandbox(tmp_path_factory.mktemp("sandbox_a"), ports=SandboxPorts.offset(PORT_OFFSET + 500), agents=3)
-    b = Sandbox(tmp_path_factory.mktemp("sandbox_b"), ports=SandboxPorts.offset(PORT_OFFSET + 600), agents=3)
-    say = lambda message: print(f"[sandbox] {message}", file=sys.stderr)  # noqa: E731
-    a.up(progress=say)
-    try:
-        b.up(progress=say)
-        try:
-            yield a, b
-        finally:
-            b.down()
-    finally:
-        a.down()
+    # Clear of the session's own sandbox at PORT_OFFSET (alive all session long in a full run),
+    # of the other tests' (+5 to +100) and of the several-servers test's pair (+300, +400).
+    yield from sandbox_pair(tmp_path_factory, PORT_OFFSET + 500)
 
 
 async def _holder(url: str, name: str) -> Holder | None:
@@ -114,15 +107,10 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
         "retries": {"interrupted": {"delay_minutes": INTERRUPTED_DELAY_S / 60, "max_attempts": 3},
                     "refused": {"delay_minutes": 0, "max_attempts": 5}},
     }))
-    servers = []
-    for name, state in (("a", a), ("b", b)):
-        secret = tmp_path / f"ami-secret-{name}"
-        secret.write_text(state.ami.secret)
-        servers.append({"name": name, "host": state.ami.host, "port": state.ami.port,
-                        "username": state.ami.username, "secret_file": str(secret), "max_lines": 3,
-                        "ping_interval": 1, "action_timeout": 3})
-    agents = [{"id": p.id, "interface": p.interface, "queues": ["sales"], "server": "a"} for p in a.agents[:2]]
-    agents += [{"id": f"b-{p.id}", "interface": p.interface, "queues": ["sales"], "server": "b"} for p in b.agents[2:3]]
+    # b has the more free agents, so each round of two calls puts one on b (dialer.core.servers.choose):
+    # the first daemon's first round reaches both servers, and the last round has a call on b to cut.
+    servers = ami_servers(tmp_path, a, b)
+    agents = floor_agents(a, b, on_a=1, on_b=2)
     configs = {}
     for daemon_id in ("first", "second"):
         configs[daemon_id] = tmp_path / f"{daemon_id}.yaml"
@@ -140,13 +128,12 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
                    env=env, capture_output=True, timeout=60)
     before = {"a": len(read_carrier_events(a)), "b": len(read_carrier_events(b))}
 
+    def carrier(name: str) -> list[CarrierEvent]:
+        state = a if name == "a" else b
+        return [e for e in read_carrier_events(state)[before[name]:] if e.number in numbers]
+
     def invites() -> list[tuple[str, float]]:
-        return sorted(
-            (e.number, e.at or 0.0)
-            for name, state in (("a", a), ("b", b))
-            for e in read_carrier_events(state)[before[name]:]
-            if e.event == "invite" and e.number in numbers
-        )
+        return sorted((e.number, e.at or 0.0) for name in ("a", "b") for e in carrier(name) if e.event == "invite")
 
     logs = {name: tmp_path / f"{name}.log" for name in configs}
     daemons: dict[str, subprocess.Popen[bytes]] = {}
@@ -167,10 +154,7 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
             time.sleep(0.2)
         start("second")  # stands by: the first holds the campaign
         deadline = time.monotonic() + 120
-        while not (
-            any(e.event == "invite" for e in read_carrier_events(a)[before["a"]:])
-            and any(e.event == "invite" for e in read_carrier_events(b)[before["b"]:])
-        ):
+        while not (any(e.event == "invite" for e in carrier("a")) and any(e.event == "invite" for e in carrier("b"))):
             assert daemons["first"].poll() is None and time.monotonic() < deadline, tails()
             time.sleep(0.2)
         time.sleep(3.0)  # calls up on both servers, a free agent, the second daemon logged in
@@ -187,9 +171,16 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
             assert daemons["second"].poll() is None and time.monotonic() < deadline, tails()
             time.sleep(0.1)
         taken_over_at = time.time()
-        # The Asterisk restart comes after the takeover: the survivor rides it out as one daemon does.
+        # The restart must cut a conversation, and its lead's redial must be the only dial left, so
+        # that a redial sooner than the retry delay has nothing ahead of it and shows: wait until
+        # every number was dialed once and a customer and an agent are talking on b.
+        deadline = time.monotonic() + 240
+        while not ({n for n, _ in invites()} == set(numbers) and (up_on_b := calls_up(b, set(numbers)))):
+            assert daemons["second"].poll() is None and time.monotonic() < deadline, tails()
+            time.sleep(0.2)
         restarted_at = time.time()
         sandbox_b.restart_asterisk()
+        back_at = time.time()
         assert daemons["second"].wait(timeout=300) == 0, tails()
     finally:
         for process in daemons.values():
@@ -198,7 +189,8 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
                 process.wait()
 
     attempts, lead_rows = asyncio.run(_rows(url, "shared"))
-    seen = f"kill {killed_at}, takeover {taken_over_at}, restart {restarted_at}; attempts: " + "\n".join(
+    seen = f"kill {killed_at}, takeover {taken_over_at}, restart {restarted_at}..{back_at}, up on b {up_on_b}; " \
+        "attempts: " + "\n".join(
         str({k: v for k, v in r.items() if k in ("id", "phone", "state", "outcome", "server", "cut_short",
                                                   "dialed_at", "ended_at")}) for r in attempts
     )
@@ -216,8 +208,12 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
     # Both carriers' INVITEs are the attempts dialed, one each: nothing dialed behind the database's back.
     dialed = [r for r in attempts if r["outcome"] not in ("not_sent", "refused")]
     assert Counter(n for n, _ in invites()) == Counter(r["phone"] for r in dialed), seen
+    # The restart cut the conversations up on b, each a fault on b's row.
+    cut = [r for r in dialed if r["outcome"] == "interrupted" or r["cut_short"]]
+    assert len(cut) >= 1 and all(r["server"] == "b" for r in cut), seen
+    assert up_on_b <= {r["phone"] for r in cut}, seen
     # No number dialed twice inside its retry delay: a number's next attempt comes only after the
-    # last one ended, and then only after a call a fault cut (interrupted), its delay later.
+    # last one ended, and then only after a call a fault cut, its delay later.
     by_number: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(dialed, key=lambda r: r["dialed_at"]):
         by_number.setdefault(row["phone"], []).append(row)
@@ -225,6 +221,19 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
         for earlier, later in zip(rows, rows[1:]):
             assert earlier["outcome"] == "interrupted" or earlier["cut_short"], (number, seen)
             assert later["dialed_at"] >= earlier["ended_at"] + timedelta(seconds=INTERRUPTED_DELAY_S - 0.5), (number, seen)
+    # The run waits until every lead is done, so each cut call's lead was redialed: as the carriers
+    # saw it too, no sooner than the delay after the PBX ended the cut call (the carrier's last
+    # message on that call; the restart itself when Asterisk never said goodbye).
+    on_carriers = carrier("a") + carrier("b")
+    for number in {r["phone"] for r in cut}:
+        assert len(by_number[number]) >= 2, (number, seen)
+        cut_calls = {e.call_id for e in carrier("b") if e.number == number and e.event == "answered"
+                     and (e.at or 0.0) < restarted_at}
+        ended = [e.at or 0.0 for e in carrier("b") if e.call_id in cut_calls and e.event in ("bye_received", "bye_sent")]
+        cut_at = min([*ended, back_at])
+        redials = sorted(e.at or 0.0 for e in on_carriers if e.number == number and e.event == "invite"
+                         and (e.at or 0.0) > restarted_at)
+        assert redials and redials[0] >= cut_at + INTERRUPTED_DELAY_S - 0.5, (number, cut_at, redials, seen)
     # Only the lease's holder dialed: the second daemon stood by while the first lived, and
     # dialed only once the dead daemon's lease had run out and its calls were reconciled.
     second_log = logs["second"].read_text()
@@ -239,5 +248,15 @@ def test_two_daemons_one_killed_then_one_asterisk_restarted(
     adopted = {d["attempt"] for d in logged(second_log, "call.adopted")}
     assert adopted and adopted <= first_dials, tails()
     print(f"takeover: lease gained {gained['at'] - killed_at:.1f} s after the kill, first dial "
-          f"{min(d['at'] for d in second_dials) - killed_at:.1f} s after, {len(adopted)} call(s) adopted",
+          f"{min(d['at'] for d in second_dials) - killed_at:.1f} s after, {len(adopted)} call(s) adopted; "
+          f"restart cut {len(cut)} call(s), redialed {min(redial_gaps(by_number, cut)):.1f} s or more after",
           file=sys.stderr)
+
+
+def redial_gaps(by_number: dict[str, list[dict[str, Any]]], cut: list[dict[str, Any]]) -> list[float]:
+    """For each cut attempt, seconds from its end to its lead's next dial (by the database)."""
+    gaps = []
+    for row in cut:
+        later = [r for r in by_number[row["phone"]] if r["dialed_at"] > row["dialed_at"]]
+        gaps.append((later[0]["dialed_at"] - row["ended_at"]).total_seconds())
+    return gaps

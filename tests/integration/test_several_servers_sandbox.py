@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dialer.sandbox import CustomerKind, Sandbox, SandboxPorts, customer_number, read_carrier_events
+from dialer.sandbox import CustomerKind, Sandbox, customer_number, read_carrier_events
 from tests.integration.conftest import PORT_OFFSET
+from tests.integration.server_pair import ami_servers, floor_agents, sandbox_pair
 
 pytestmark = pytest.mark.sandbox
 
@@ -30,20 +31,9 @@ LEADS = 14
 
 @pytest.fixture(scope="module")
 def two_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Sandbox]]:
-    # Two offsets 100 apart, clear of the session's own sandbox at PORT_OFFSET (alive all
-    # session long in a full run) and of the other tests' (+5 to +100).
-    a = Sandbox(tmp_path_factory.mktemp("sandbox_a"), ports=SandboxPorts.offset(PORT_OFFSET + 300), agents=3)
-    b = Sandbox(tmp_path_factory.mktemp("sandbox_b"), ports=SandboxPorts.offset(PORT_OFFSET + 400), agents=3)
-    say = lambda message: print(f"[sandbox] {message}", file=sys.stderr)  # noqa: E731
-    a.up(progress=say)
-    try:
-        b.up(progress=say)
-        try:
-            yield a, b
-        finally:
-            b.down()
-    finally:
-        a.down()
+    # Clear of the session's own sandbox at PORT_OFFSET (alive all session long in a full run)
+    # and of the other tests' (+5 to +100).
+    yield from sandbox_pair(tmp_path_factory, PORT_OFFSET + 300)
 
 
 def _rows(db: Path, sql: str) -> list[sqlite3.Row]:
@@ -69,16 +59,9 @@ def test_one_campaign_on_two_servers_rides_out_a_restart_of_one(
         "retries": {"interrupted": {"delay_minutes": 0, "max_attempts": 3},
                     "refused": {"delay_minutes": 0, "max_attempts": 5}},
     }))
-    servers = []
-    for name, state in (("a", a), ("b", b)):
-        secret = tmp_path / f"ami-secret-{name}"
-        secret.write_text(state.ami.secret)
-        servers.append({"name": name, "host": state.ami.host, "port": state.ami.port,
-                        "username": state.ami.username, "secret_file": str(secret), "max_lines": 3,
-                        "ping_interval": 1, "action_timeout": 3})
+    servers = ami_servers(tmp_path, a, b)
     # Interfaces are unique over the floor: agent1 and agent2 register on a, agent3 on b.
-    agents = [{"id": p.id, "interface": p.interface, "queues": ["sales"], "server": "a"} for p in a.agents[:2]]
-    agents += [{"id": f"b-{p.id}", "interface": p.interface, "queues": ["sales"], "server": "b"} for p in b.agents[2:3]]
+    agents = floor_agents(a, b, on_a=2, on_b=1)
     config = tmp_path / "dialer.yaml"
     config.write_text(yaml.safe_dump({
         "ami": servers, "database": {"url": "sqlite+aiosqlite:///dialer.db"}, "campaign_dir": "campaigns",
