@@ -154,11 +154,32 @@ class _DaemonCollector(Collector):
         yield agents
 
     def _ami(self) -> Iterator[Any]:
-        connected = GaugeMetricFamily("dialer_ami_connected", "1 while logged in to AMI")
+        connected = GaugeMetricFamily("dialer_ami_connected", "1 while logged in to AMI (any server, with several)")
         connected.add_metric([], 1 if self.daemon.ami_connected else 0)
         reconnects = CounterMetricFamily("dialer_ami_reconnects", "AMI connections lost and made again")
         reconnects.add_metric([], self.daemon.ami_reconnects)
         yield from (connected, reconnects)
+        # Server names are operator input (the config allows [A-Za-z0-9_.-]); prometheus_client
+        # escapes label values (\\, \", newline) besides.
+        up = GaugeMetricFamily(
+            "dialer_ami_server_up", "1 while the AMI server is logged in, booted and not shutting down",
+            labels=["server"],
+        )
+        since = GaugeMetricFamily(
+            "dialer_ami_server_state_since_timestamp_seconds", "When the server's up/down state last changed",
+            labels=["server"],
+        )
+        calls = GaugeMetricFamily("dialer_ami_server_calls", "Calls in progress on the AMI server", labels=["server"])
+        max_lines = GaugeMetricFamily(
+            "dialer_ami_server_max_lines", "The AMI server's line limit (absent: none)", labels=["server"]
+        )
+        for server in self.daemon.ami_servers:
+            up.add_metric([server.name], 1 if server.can_dial else 0)
+            since.add_metric([server.name], server.since)
+            calls.add_metric([server.name], server.calls)
+            if server.max_lines is not None:
+                max_lines.add_metric([server.name], server.max_lines)
+        yield from (up, since, calls, max_lines)
 
     def _trunks(self) -> Iterator[Any]:
         backed_off = GaugeMetricFamily(

@@ -53,6 +53,27 @@ class Status:
     """Supervised tasks that keep dying (dialer.daemon.task_supervisor): the daemon needs a restart."""
 
 
+@dataclass(frozen=True)
+class AmiServerStatus:
+    """One AMI server as the daemon sees it (dialer.daemon.server_watch)."""
+
+    name: str
+    state: str
+    """"up" (logged in and fully booted: it may get calls), "shutting_down" (logged in, but Asterisk
+    announced its shutdown: no new call) or "down" (not logged in: unreachable, refusing or booting)."""
+    since: float
+    """Epoch seconds: when the daemon first saw it in this state (within a tick)."""
+    calls: int
+    """Calls in progress on it that this daemon follows."""
+    max_lines: int | None
+    """Its line limit (None: no limit of its own)."""
+    last_error: str | None
+
+    @property
+    def can_dial(self) -> bool:
+        return self.state == "up"
+
+
 @dataclass
 class ConfigReload:
     """What a SIGHUP reload did: applied live, needs a restart, or refused (the file's issues)."""
@@ -136,6 +157,10 @@ class DaemonView(Protocol):
 
     @property
     def ami_reconnects(self) -> int: ...
+
+    @property
+    def ami_servers(self) -> list[AmiServerStatus]:
+        """Each AMI server of the config, in its order."""
 
     @property
     def webhooks(self) -> WebhookFigures | None: ...

@@ -137,6 +137,16 @@ class PbxPool:
             for name, pbx in self.servers.items()
         ]
 
+    def calls_by_server(self) -> dict[str, int]:
+        """Calls in progress on each server: those placed or adopted in this run, until they end."""
+        calls = dict.fromkeys(self.servers, 0)
+        for _, attempts in self._live():
+            for attempt_id in attempts:
+                server = self.server_of.get(attempt_id)
+                if server in calls:
+                    calls[server] += 1
+        return calls
+
     def room(self, trunk_template: str) -> int | None:
         """Calls the campaign's trunk may still get on all servers together (None: no server limit)."""
         return room(self.views(), trunk_key(trunk_template))
@@ -172,7 +182,10 @@ class PbxPool:
             await pbx.close()
 
     def _up(self, name: str) -> Pbx:
-        pbx = self.servers[name]
+        pbx = self.servers.get(name)
+        if pbx is None:
+            # An agent's server added to the config since the start: connected only by a restart.
+            raise AmiNotConnected(f"AMI server {name} is not connected in this run (added since the start?)")
         if not pbx.connected.is_set():
             raise AmiNotConnected(f"not logged in to AMI server {name} right now")
         return pbx

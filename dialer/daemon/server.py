@@ -24,7 +24,7 @@ from dialer.ami.events import SUBSCRIBED, WANTED, to_record
 from dialer.ami.gateway import AmiGateway, subscribe
 from dialer.config.models import AgentConfig, AmiServer, Campaign, DialerConfig
 from dialer.control.campaign_states import CampaignControls, RunState
-from dialer.control.daemon_view import CampaignStatus, ConfigReload, Status
+from dialer.control.daemon_view import AmiServerStatus, CampaignStatus, ConfigReload, Status
 from dialer.control.startup import StartupError
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard, AgentState
@@ -38,6 +38,7 @@ from dialer.daemon.desk import Desk
 from dialer.daemon.pbx_pool import PbxPool
 from dialer.daemon.reconcile import Reconciler
 from dialer.daemon.runner_table import RunnerTable
+from dialer.daemon.server_watch import ServerWatch
 from dialer.dispositions import on_disposition_event
 from dialer.daemon.campaign_watcher import CampaignWatcher, reload_config
 from dialer.daemon.systemd import Notifier
@@ -133,6 +134,7 @@ class Daemon:
         """Each AMI server's own connection, by name."""
         self.pool: PbxPool | None = None
         """Set with several AMI servers: spreads the calls and routes each agent's actions."""
+        self.server_watch = ServerWatch(clock)
         self.reconcilers: dict[str, Reconciler] = {}
         """With several AMI servers: each one's reconciler, by name (one server: `reconciler`)."""
         self._unreconciled: dict[int, float] = {}
@@ -306,6 +308,7 @@ class Daemon:
                 await self._hold_campaigns(now)
             if self.pool is not None:
                 self.pool.forget_agents_of_down_servers()
+            self._server_states()  # each server's state change is timed to a tick
             self._ticks_done.clear()
             try:
                 for runner in self.runners.values():
@@ -529,20 +532,35 @@ class Daemon:
         for name in _NEED_RESTART:
             if getattr(old, name) != getattr(new, name):
                 result.need_restart.append(name)
+        # What needs a restart keeps its running value, so status tells the truth and the
+        # servers in use (their connections, calls and agents) are left as they are.
+        running = new.model_copy(update={name: getattr(old, name) for name in _NEED_RESTART})
+        servers = {server.name for server in old.ami}
+        stranded = sorted(a.id for a in running.agents if running.server_of(a) not in servers)
+        if stranded:
+            # An agent on a server not connected yet has nowhere to be logged in: the new
+            # agents wait for the restart that connects it.
+            running = running.model_copy(update={"agents": old.agents})
+            result.need_restart.append("agents")
         if old.logging.level != new.logging.level:
             logging.getLogger().setLevel(new.logging.level.upper())
             result.applied.append("logging.level")
-        if old.agents != new.agents:
-            await self._apply_agents(old, new)
+        if old.agents != running.agents:
+            await self._apply_agents(old, running)
             result.applied.append("agents")
         if old.tick_interval != new.tick_interval:
             result.applied.append("tick_interval")
         if old.drain_timeout != new.drain_timeout:
             self.drain_timeout = new.drain_timeout
             result.applied.append("drain_timeout")
-        # What needs a restart keeps its running value, so status tells the truth.
-        self.config = new.model_copy(update={name: getattr(old, name) for name in _NEED_RESTART})
+        self.config = running
         self.trunks.configure(self.config.trunk_rates(), self.config.tick_interval, self.clock())
+        if result.need_restart:
+            log.warning(
+                "config.reload_needs_restart", settings=result.need_restart,
+                note="changed in the file but kept as running until the daemon restarts",
+                **({"agents_on_servers_not_running": stranded} if stranded else {}),
+            )
         log.info("config.reloaded", applied=result.applied, need_restart=result.need_restart)
         return result
 
@@ -619,6 +637,19 @@ class Daemon:
     @property
     def ami_reconnects(self) -> int:
         return self.ami.reconnects if self.ami is not None else 0
+
+    @property
+    def ami_servers(self) -> list[AmiServerStatus]:
+        return self._server_states()
+
+    def _server_states(self) -> list[AmiServerStatus]:
+        if self.pool is not None:
+            return self.server_watch.look(self.pbxs, self.config.ami, shutting_down=self.pool.shutting_down,
+                                          calls=self.pool.calls_by_server())
+        # One server: its connection is `ami` (which a test may have set without `pbxs`).
+        one = {self.config.ami[0].name: self.ami} if self.ami is not None else {}
+        calls = {name: sum(len(r.attempts) for r in self.runners.values()) for name in one}
+        return self.server_watch.look(one, self.config.ami, calls=calls)
 
     def agent(self, interface: str) -> AgentState | None:
         state = self.board.agent(interface)

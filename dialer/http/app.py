@@ -44,6 +44,10 @@ from dialer.store.store import StoreError
 log = structlog.get_logger("dialer.http")
 
 
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
 def lead_out(row: dict[str, Any]) -> s.LeadOut:
     # The store's customer_id is the row key; the API shows the CRM's id.
     return s.LeadOut(**{**row, "customer_id": row["external_id"]})
@@ -156,11 +160,13 @@ def build_app(daemon: DaemonControl) -> FastAPI:
         """The process is alive and its event loop answers."""
         return s.Health(ok=True)
 
-    @app.get("/readyz", response_model=s.Health, tags=["health"], responses={503: {"model": s.Health}})
+    @app.get("/readyz", response_model=s.Readiness, tags=["health"], responses={503: {"model": s.Readiness}})
     async def readyz() -> Response:
-        """Ready to dial: logged in to AMI and the database takes writes."""
+        """Ready to dial: at least one AMI server is up (logged in, booted, not shutting down) and
+        the database takes writes. The body lists each server's state."""
         checks: dict[str, str] = {}
-        checks["ami"] = "ok" if daemon.ami_connected else "not logged in"
+        servers = daemon.ami_servers
+        checks["ami"] = "ok" if any(server.can_dial for server in servers) else "not logged in"
         if daemon.store is None:
             checks["database"] = "not open"
         else:
@@ -173,7 +179,9 @@ def build_app(daemon: DaemonControl) -> FastAPI:
                 log.warning("http.readyz_database", error=str(exc)[:2000])
                 checks["database"] = "database not writable"
         ok = all(v == "ok" for v in checks.values())
-        return JSONResponse(s.Health(ok=ok, checks=checks).model_dump(), status_code=200 if ok else 503)
+        listed = [s.ServerReadiness(name=server.name, state=server.state, since=_utc(server.since)) for server in servers]
+        body = s.Readiness(ok=ok, checks=checks, servers=listed).model_dump(mode="json")
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get(
         "/metrics",
@@ -243,6 +251,11 @@ def build_app(daemon: DaemonControl) -> FastAPI:
             config_issues=daemon.config_issues(),
             trunks=[s.TrunkOut(**vars(t)) for t in daemon.trunk_views()],
             webhooks=[s.WebhookOut(**row) for row in await webhook_summary(daemon.store)] if daemon.store else [],
+            servers=[
+                s.ServerOut(name=server.name, state=server.state, since=_utc(server.since),
+                            calls_in_progress=server.calls, max_lines=server.max_lines, last_error=server.last_error)
+                for server in daemon.ami_servers
+            ],
         )
 
     @api.get("/campaigns", response_model=list[s.CampaignOut], tags=["campaigns"])

@@ -66,6 +66,24 @@ class Health(BaseModel):
     checks: dict[str, str] = {}
 
 
+class ServerReadiness(BaseModel):
+    name: str
+    state: str
+    """up (may get calls), shutting_down or down (dialer.control.daemon_view.AmiServerStatus)."""
+    since: datetime
+
+
+class Readiness(Health):
+    servers: list[ServerReadiness] = []
+    """Each AMI server: ready needs one that is up; no errors here, as /readyz takes no token."""
+
+
+class ServerOut(ServerReadiness):
+    calls_in_progress: int
+    max_lines: int | None
+    last_error: str | None
+
+
 class CampaignOut(BaseModel):
     name: str
     state: str
@@ -123,6 +141,8 @@ class StatusOut(BaseModel):
     """Each trunk in use or configured: its calls-per-second limit and failure backoff."""
     webhooks: list[WebhookOut] = []
     """Per campaign and webhook: deliveries and dead letters (dialer.webhook_dispatcher)."""
+    servers: list[ServerOut] = []
+    """Each AMI server, in the config's order: `ami_connected` is true while any one is logged in."""
 
 
 class AgentOut(BaseModel):

@@ -63,6 +63,7 @@ class HandMadeView:
         self.draining = False
         self.ami_connected = False
         self.ami_reconnects = 3
+        self.ami_servers: list[v.AmiServerStatus] = []
         self.webhooks = None
         self.inbound = None
         self.desk = None
