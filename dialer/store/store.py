@@ -459,6 +459,19 @@ class Store:
             ).mappings().all()
         return [dict(r) for r in rows]
 
+    async def leads_to_dial(self, campaign_id: int) -> int:
+        """Leads of the campaign not done yet (due now or later, or leased): one COUNT."""
+        async with self._read() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(leads)
+                        .where(leads.c.campaign_id == campaign_id, leads.c.state != LeadState.done.value)
+                    )
+                ).scalar_one()
+            )
+
     async def leads(self, campaign_id: int) -> list[dict[str, Any]]:
         async with self._read() as conn:
             rows = (

@@ -119,7 +119,7 @@ class Recording(SimulatedCampaign):
 def simulated(seed: int) -> list[Step]:
     """The simulator's run, its clock starting at START as the daemon's does."""
     settings = core_settings(campaign(), tier_rules(campaign(), ladder(list(DEFAULT_TIERS))))
-    run = Recording(settings, dialplan_of(campaign(), {}))
+    run = Recording(settings, dialplan_of(campaign(), {}), leads=LEADS)  # as the daemon counts them
     run.steps = []
     simulate_campaign(scenario(seed), run, start=START)
     return run.steps
