@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--leads",
         type=int,
-        default=100_000,
+        default=1_000_000,
         help="leads in each run's list, their count told to the campaign as the daemon does (0: told nothing)",
     )
     parser.add_argument("--per-cell", action="store_true", help="leave out the table of each seed")
