@@ -483,8 +483,10 @@ class AmiGateway(QueueActions):
         timeout_ms: int,
         caller_id: str,
         variables: Mapping[str, str],
+        beside: str | None = None,
     ) -> None:
-        """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
+        """Queue an async Originate whose ActionID and ChannelId are the attempt id (one
+        server: `beside`, the agent whose server must carry it, is this one)."""
         await self.action(
             originate_action(
                 attempt_id=attempt_id,

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from dialer.ami.errors import AmiError
+from dialer.ami.errors import AmiError, AmiNotConnected
 from dialer.config.models import AgentConfig
 from dialer.core import records as r
 from dialer.core.agents import AgentState
 from dialer.core.calling_window import lead_zones
 from dialer.leads.phone_numbers import time_zones
 from dialer.http.desk_auth import SignInLimiter, Sessions
+from dialer.control.desk_host import DeskHost, DeskInboundCall, DeskRunner
 from dialer.control.desk_state import (  # the desk's vocabulary, shared with its pages
     MONITOR_MODES,
     PAUSE_REASONS,
@@ -35,9 +36,6 @@ from dialer.control.desk_state import (  # the desk's vocabulary, shared with it
     InboundOnDesk,
 )
 from dialer.screen_pop import for_attempt as screen_pop_for_attempt
-
-if TYPE_CHECKING:
-    from dialer.daemon.server import Daemon
 
 log = structlog.get_logger("dialer.desk")
 
@@ -88,17 +86,17 @@ class Feeds:
 
 
 class Desk:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, host: DeskHost) -> None:
+        self.host = host
         self.sessions = Sessions()
         self.limiter = SignInLimiter()
         self.feeds = Feeds()
-        self.agents: dict[str, DeskAgent] = {a.id: DeskAgent(a, since=daemon.clock()) for a in daemon.config.agents}
+        self.agents: dict[str, DeskAgent] = {a.id: DeskAgent(a, since=host.clock()) for a in host.config.agents}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def set_agents(self, agents: list[AgentConfig]) -> None:
         """The config's agents after a reload: those that stay keep their desk state."""
-        now = self.daemon.clock()
+        now = self.host.clock()
         kept = {a.id: self.agents.get(a.id) for a in agents}
         for agent_id, agent in list(self.agents.items()):
             if agent_id not in kept:
@@ -163,7 +161,7 @@ class Desk:
         self._touch(agent, state, at)
 
     def _note_no_wrapup(self, call: DeskCall) -> None:
-        runner = self.daemon.runners.get(call.campaign)
+        runner = self.host.runners.get(call.campaign)
         if runner is not None and runner.wrapup_from_desk:
             runner.stats.observe_wrapup(0.0)
 
@@ -194,19 +192,19 @@ class Desk:
         return "ready"
 
     def board_state(self, agent: DeskAgent) -> AgentState | None:
-        return self.daemon.board.agent(agent.config.interface)
+        return self.host.board.agent(agent.config.interface)
 
     def _ringing(self, agent: DeskAgent, attempt_id: str, rang_at: float) -> None:
         # The call is the agent's at once (AgentConnect may follow within milliseconds);
         # its screen pop is read from the store next.
-        for runner in list(self.daemon.runners.values()):
+        for runner in list(self.host.runners.values()):
             attempt = runner.attempts.get(attempt_id)
             if attempt is not None:
                 call = DeskCall(attempt_id, runner.campaign.name, attempt.lead_id, None, rang_at)
                 agent.call = call
                 self._spawn(self._pop(agent, call, runner, attempt.phone))
                 return
-        inbound = self.daemon.inbound.calls.get(attempt_id) if self.daemon.inbound is not None else None
+        inbound = self.host.inbound.calls.get(attempt_id) if self.host.inbound is not None else None
         if inbound is not None:
             known = inbound.customer
             # The lead only of a caller recognised as one of this campaign's: anyone else gets
@@ -222,9 +220,9 @@ class Desk:
             agent.call = call
             self._spawn(self._inbound_pop(agent, call, inbound))
 
-    async def _inbound_pop(self, agent: DeskAgent, call: DeskCall, inbound: Any) -> None:
-        service = self.daemon.inbound
-        store = self.daemon.store
+    async def _inbound_pop(self, agent: DeskAgent, call: DeskCall, inbound: DeskInboundCall) -> None:
+        service = self.host.inbound
+        store = self.host.store
         assert service is not None and store is not None
         call.pop = await service.screen_pop(inbound) if call.lead_id is not None else None
         if call.lead_id is not None and call.pop is None:
@@ -232,7 +230,7 @@ class Desk:
         self._push(agent, "pop")
         log.info(
             "desk.pop_pushed", agent=agent.config.id, attempt=call.call_id, inbound=True,
-            known=call.lead_id is not None, seconds=round(self.daemon.clock() - call.rang_at, 3),
+            known=call.lead_id is not None, seconds=round(self.host.clock() - call.rang_at, 3),
         )
         if call.lead_id is None:
             return
@@ -243,14 +241,14 @@ class Desk:
         call.zones = [z.key for z in zones]
         self._push(agent, "pop")
 
-    async def _pop(self, agent: DeskAgent, call: DeskCall, runner: Any, phone: str) -> None:
-        store = self.daemon.store
+    async def _pop(self, agent: DeskAgent, call: DeskCall, runner: DeskRunner, phone: str) -> None:
+        store = self.host.store
         assert store is not None
         call.pop = await screen_pop_for_attempt(store, runner, call.attempt)
         self._push(agent, "pop")
         log.info(
             "desk.pop_pushed", agent=agent.config.id, attempt=call.attempt,
-            seconds=round(self.daemon.clock() - call.rang_at, 3),
+            seconds=round(self.host.clock() - call.rang_at, 3),
         )
         found = await store.find_leads(lead_id=call.lead_id)
         own = found[0]["timezone"] if found else None
@@ -259,7 +257,7 @@ class Desk:
         self._push(agent, "pop")
 
     async def _begin_wrapup(self, agent: DeskAgent, call: DeskCall, at: float) -> None:
-        runner = self.daemon.runners.get(call.campaign)
+        runner = self.host.runners.get(call.campaign)
         limit = runner.campaign.wrapup_limit if runner is not None else 120.0
         # The limit first: even if Asterisk refuses the pause, the wrap-up ends by itself.
         agent.wrapup_task = asyncio.create_task(self._wrapup_limit(agent, at, limit), name="desk.wrapup")
@@ -270,7 +268,7 @@ class Desk:
         self._touch(agent, self.board_state(agent), at)
 
     async def _wrapup_limit(self, agent: DeskAgent, started: float, limit: float) -> None:
-        await asyncio.sleep(max(0.0, started + limit - self.daemon.clock()))
+        await asyncio.sleep(max(0.0, started + limit - self.host.clock()))
         if agent.wrapup_started == started:
             log.info("desk.wrapup_limit", agent=agent.config.id, seconds=limit)
             agent.wrapup_task = None  # this task ends itself: ready must not cancel it
@@ -280,10 +278,10 @@ class Desk:
 
     async def ready(self, agent_id: str, *, by_limit: bool = False) -> None:
         agent = self.agents[agent_id]
-        now = self.daemon.clock()
+        now = self.host.clock()
         if agent.wrapup_started is not None:
             seconds = max(0.0, now - agent.wrapup_started)
-            runner = self.daemon.runners.get(agent.wrapup_campaign or "")
+            runner = self.host.runners.get(agent.wrapup_campaign or "")
             if runner is not None and runner.wrapup_from_desk:
                 runner.stats.observe_wrapup(seconds)
             agent.learned_wrapups.append(round(seconds, 3))
@@ -313,10 +311,10 @@ class Desk:
             raise DeskRefused("in wrap-up: give the disposition and press ready first")
         await self._queue_pause(agent, True, reason)
         agent.pause_reason = reason
-        self._touch(agent, self.board_state(agent), self.daemon.clock())
+        self._touch(agent, self.board_state(agent), self.host.clock())
 
     async def _queue_pause(self, agent: DeskAgent, paused: bool, reason: str | None) -> None:
-        ami = self.daemon.ami
+        ami = self.host.ami
         if ami is None or not ami.connected.is_set():
             raise DeskRefused("the dialer is not connected to Asterisk right now")
         # No Queue: Asterisk pauses the member in every queue it is in. The gateway checks
@@ -339,7 +337,7 @@ class Desk:
         if agent.call is not None:
             agent.call.disposition = code
             agent.call.callback_local = callback_local
-        self._touch(agent, self.board_state(agent), self.daemon.clock())
+        self._touch(agent, self.board_state(agent), self.host.clock())
 
     # -- supervisor actions ---------------------------------------------------------------
 
@@ -354,7 +352,7 @@ class Desk:
         state = self.board_state(agent)
         if state is None or not state.on_call:
             raise DeskRefused(f"agent {agent_id} is not on a call")
-        ami = self.daemon.ami
+        ami = self.host.ami
         if ami is None or not ami.connected.is_set():
             raise DeskRefused("the dialer is not connected to Asterisk right now")
         spy_id = f"spy-{secrets.token_hex(8)}"
@@ -367,7 +365,11 @@ class Desk:
                 timeout_ms=30_000,
                 caller_id=f"{mode} {agent_id}"[:40],
                 variables={"SPY_TARGET": f"{agent.config.interface}-"},
+                beside=agent.config.interface,
             )
+        except AmiNotConnected as exc:
+            # Several servers: the agent's own is down (ChanSpy on another would find no call).
+            raise DeskRefused(f"the Asterisk server of {agent_id}'s phone is not reachable right now: {exc}") from None
         except AmiError as exc:
             raise DeskRefused(f"Asterisk refused the call to your phone: {exc}") from None
         log.info("desk.monitor", agent=agent_id, mode=mode, phone=supervisor_phone, channel_id=spy_id)

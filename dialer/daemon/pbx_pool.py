@@ -4,7 +4,8 @@ The runners, the tier lending, the desk and the inbound calls keep talking to
 one `Pbx`; this pool sends each action where it belongs: an Originate to the
 server `dialer.core.servers.choose` picks (its name written on the attempt's
 row before the call leaves, so a reconciliation after a crash asks the right
-server), an agent's queue actions to the server its phone registers on. Each
+server), an agent's queue actions and a supervisor's monitor call on an agent
+(`beside` it) to the server its phone registers on. Each
 server keeps its own connection, supervision and event consumer in the daemon.
 """
 
@@ -214,6 +215,7 @@ class PbxPool:
         timeout_ms: int,
         caller_id: str,
         variables: Mapping[str, str],
+        beside: str | None = None,
     ) -> None:
         async def send(pbx: Pbx) -> None:
             await pbx.originate(
@@ -226,9 +228,13 @@ class PbxPool:
                 variables=variables,
             )
 
+        if beside is not None:
+            # A supervisor's ChanSpy on an agent's call: only the agent's server has the channel.
+            await send(self._of_interface(beside))
+            return
         queue, trunk = self._call_of(attempt_id)
         if trunk is None:
-            # Not a campaign's call (a supervisor's listening call): any server that is up.
+            # Neither a campaign's call nor beside an agent: any server that is up.
             await send(self._any_up())
             return
         redirected = False

@@ -56,8 +56,12 @@ class Pbx(Protocol):
         timeout_ms: int,
         caller_id: str,
         variables: Mapping[str, str],
+        beside: str | None = None,
     ) -> None:
-        """Queue an async Originate whose ActionID and ChannelId are the attempt id."""
+        """Queue an async Originate whose ActionID and ChannelId are the attempt id.
+
+        `beside`: an agent's interface whose server must carry the call (a supervisor's
+        ChanSpy sees only its own server's channels); one server has nothing to choose."""
 
     async def queue_add(self, queue: str, interface: str, member_name: str, penalty: int = 0) -> None: ...
 

@@ -424,6 +424,7 @@ class SimulatedPbx(QueueActions):
         timeout_ms: int,
         caller_id: str,
         variables: Mapping[str, str],
+        beside: str | None = None,
     ) -> None:
         self.originated.append({"at": self._stamp(), "attempt_id": attempt_id, "channel": channel, "context": context, "exten": exten,
                                 "timeout_ms": timeout_ms, "caller_id": caller_id, "variables": dict(variables)})

@@ -1,7 +1,7 @@
 """The shape of the package, read from the source with `ast` (nothing is imported or run).
 
-- No import cycle between the packages and top-level modules of `dialer/` (an import made
-  only for type checking counts: it is a dependency all the same).
+- No import cycle between the packages and top-level modules of `dialer/`, nor between two
+  of its files (an import made only for type checking counts: it is a dependency all the same).
 - `dialer/core` imports nothing from `dialer` outside itself.
 - The decisions live in the core: pacing, routing, a lead's transitions, what a disposition
   does, the Originate's variables, the outcome sets, the dialing modes, the abandon ceiling and
@@ -96,6 +96,41 @@ def test_no_import_cycle_between_packages() -> None:
                 if b in cycle:
                     report.extend(f"    {why}" for why in edges[a][b])
     assert not cycles, "\n".join(report)
+
+
+def module_edges() -> dict[str, dict[str, list[str]]]:
+    """Module -> the `dialer` modules it imports, with where. A module's import of a package
+    that holds it is left out: Python loads a package before its modules anyway, so a package
+    re-exporting its own modules is no circle."""
+    edges: dict[str, dict[str, list[str]]] = {}
+    for src in sources():
+        for name, line in imports(src):
+            if name != src.module and _is_module(name) and not src.module.startswith(name + "."):
+                edges.setdefault(src.module, {}).setdefault(name, []).append(f"{src.rel}:{line} imports {name}")
+    return edges
+
+
+def test_no_import_cycle_between_modules() -> None:
+    """Within a package too: no file imports, even only for type checking, a file that imports it
+    back. A module that needs another's object takes a Protocol of what it uses (dialer.control)."""
+    edges = module_edges()
+    cycles = [c for c in strongly_connected(edges) if len(c) > 1]
+    report = []
+    for cycle in cycles:
+        report.append("cycle: " + " <-> ".join(sorted(cycle)))
+        for a in sorted(cycle):
+            for b in sorted(edges.get(a, {})):
+                if b in cycle:
+                    report.extend(f"    {why}" for why in edges[a][b])
+    assert not cycles, "\n".join(report)
+
+
+def test_the_desk_knows_the_daemon_only_by_its_protocol() -> None:
+    desk = {name for name, _ in imports(source("dialer.daemon.desk"))}
+    assert "dialer.control.desk_host" in desk
+    assert "dialer.daemon.server" not in desk
+    host = {name for name, _ in imports(source("dialer.control.desk_host"))}
+    assert not [name for name in host if unit(name) == "dialer.daemon"], host
 
 
 def strongly_connected(edges: dict[str, dict[str, list[str]]]) -> list[set[str]]:
