@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from dialer.dst.virtual_loop import VirtualTimeLoop
 from dialer.leads.csv_import import LeadRow
 from dialer.logs import configure_logging
 from dialer.pbx.simulated import Customer, SimulatedPbx
+from dialer.store.event_writes import EventWrites
 from dialer.store.store import Store
 
 T0 = datetime(2026, 6, 2, 15, 0, tzinfo=UTC).timestamp()  # a Tuesday, inside New York's calling hours
@@ -78,11 +80,39 @@ class TimedQueue(asyncio.Queue):  # type: ignore[type-arg]
         if self._handed is not None:
             self.consumer_cpu += time.thread_time() - self._handed
             self._handed = None
-        item = await super().get()
+        try:
+            item = await super().get()
+        except asyncio.CancelledError:
+            # A wait the consumer gave up (its writes were due): what it does next, the
+            # write above all, is its work too, counted until its next `get`.
+            self._handed = time.thread_time()
+            raise
         self.recorded.append((dict(item[0]), item[1]))
         self.consumed += 1
         self._handed = time.thread_time()
         return item
+
+
+@contextlib.contextmanager
+def _flushes_counted(queue: TimedQueue) -> Iterator[None]:
+    """The consumer's batch written by a runner's tick (before a final row of its own, it
+    writes what the batch holds) is the consumer's work too: its CPU is counted with it."""
+    original = EventWrites.flush
+
+    async def flush(self: EventWrites) -> None:
+        if queue._handed is not None:  # the consumer's own: counted already
+            return await original(self)
+        started = time.thread_time()
+        try:
+            return await original(self)
+        finally:
+            queue.consumer_cpu += time.thread_time() - started
+
+    EventWrites.flush = flush  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        EventWrites.flush = original  # type: ignore[method-assign]
 
 
 def _customers(rng: random.Random, fixed: bool) -> Callable[[str], Customer]:
@@ -171,7 +201,8 @@ def virtual_run(calls: int, lines: int, seed: int, fixed: bool) -> dict[str, Any
             watcher.cancel()
             result["burst"] = burst
 
-        loop.run_until_complete(main())
+        with _flushes_counted(queue):
+            loop.run_until_complete(main())
         loop.close()
         result.update(calls=len(sim.dial_log), events=queue.consumed, consumer_cpu=queue.consumer_cpu,
                       recorded=queue.recorded)

@@ -1,6 +1,8 @@
 """Sends the webhook outbox: a task of its own beside the dialing loop, never in its way.
 
-Every second (or when woken) it takes the pending deliveries that are due, at most
+When woken (a disposition was written, a try ended), when a retry it scheduled falls
+due, and otherwise every `idle_poll` seconds (rows another process wrote), it takes the
+pending deliveries that are due, at most
 `concurrency` in flight at once, and POSTs each one's stored body, signed afresh
 (dialer.core.webhook_delivery). A try is bounded by the webhook's `timeout` in all
 (connect, send, answer), follows no redirect, and reads no byte of the answer's body:
@@ -39,7 +41,11 @@ log = structlog.get_logger("dialer.webhooks")
 CONCURRENCY = 4
 """Deliveries in flight at once, over every campaign and endpoint."""
 POLL_INTERVAL = 1.0
-"""Seconds between looks at the outbox when nothing wakes the dispatcher sooner."""
+"""Seconds between looks at the outbox while it may hold more due than there was room for."""
+IDLE_POLL = 30.0
+"""Seconds between looks at an outbox with nothing known to be due: deliveries written by
+another process (a disposition from the command line, another daemon), or retries left by
+a previous run. This process's own writes wake the dispatcher."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class WebhookDispatcher:
         rand: Callable[[], float] = random.random,
         concurrency: int = CONCURRENCY,
         poll_interval: float = POLL_INTERVAL,
+        idle_poll: float = IDLE_POLL,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._store = store
@@ -86,6 +93,11 @@ class WebhookDispatcher:
         self._rand = rand
         self._concurrency = concurrency
         self._poll_interval = poll_interval
+        self._idle_poll = idle_poll
+        self._retries: list[float] = []
+        """When the retries this dispatcher scheduled fall due (its clock's seconds)."""
+        self._full = True
+        """The last look found as many due as there was room for: more may wait."""
         self._wake = asyncio.Event()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         # verify=True (the default, said here so no one drops it); no redirects followed:
@@ -123,12 +135,20 @@ class WebhookDispatcher:
                 self._wake.clear()
                 waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
                 try:
-                    await asyncio.wait(waits, timeout=self._poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waits, timeout=self._next_look(), return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for waiter in waits:
                         waiter.cancel()
         finally:
             await self.close()
+
+    def _next_look(self) -> float:
+        """Seconds until the outbox is worth a query: no SQL while nothing can be due."""
+        if self._full:
+            return self._poll_interval
+        now = self._clock()
+        self._retries = [at for at in self._retries if at > now]
+        return min([self._idle_poll, *(at - now for at in self._retries)])
 
     async def close(self) -> None:
         """Cancel the tries in flight: their rows stay pending and go again at the next start."""
@@ -146,6 +166,7 @@ class WebhookDispatcher:
             return 0
         now = datetime.fromtimestamp(self._clock(), UTC)
         found = await webhook_outbox.due(self._store, now, room, skip=list(self._in_flight))
+        self._full = len(found) == room
         for delivery in found:
             self._in_flight[delivery.id] = asyncio.create_task(
                 self._deliver(delivery), name=f"webhook-{delivery.id}"
@@ -189,6 +210,8 @@ class WebhookDispatcher:
                 log.error("webhook.dead_letter", error=error, written=written, **fields)
             else:
                 self.failed_tries[key] += 1
+                if transition.next_try_at is not None:
+                    self._retries.append(transition.next_try_at.timestamp())
                 log.warning(
                     "webhook.try_failed", error=error, next_try_at=transition.next_try_at.isoformat()
                     if transition.next_try_at else None, **fields,

@@ -476,6 +476,13 @@ class CampaignCore:
             self._unwritten[attempt.id] = self._decide(attempt, now)
         return list(self._unwritten.values())
 
+    def due_one(self, attempt_id: str, now: float) -> Finished | None:
+        """`due` for one attempt (the one an event just ended), without a look at the others."""
+        attempt = self.attempts.get(attempt_id)
+        if attempt is not None and attempt.settled(now):
+            self._unwritten[attempt_id] = self._decide(attempt, now)
+        return self._unwritten.get(attempt_id)
+
     def written(self, attempt_id: str) -> None:
         """The attempt's final row is stored: it goes."""
         self._unwritten.pop(attempt_id, None)

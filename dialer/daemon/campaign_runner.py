@@ -45,7 +45,7 @@ from dialer.config.campaign_rules import retry_rules
 from dialer.daemon.lead_screen import screen_leases
 from dialer.daemon.tier_dialing import TierDialing
 from dialer.store.event_writes import EventWrites
-from dialer.store.lead_outcomes import finish_with_rules, not_sent
+from dialer.store.lead_outcomes import FinalRow, finish_with_rules, not_sent
 from dialer.store.store import Store, StoreError
 
 log = structlog.get_logger("dialer.campaign")
@@ -170,6 +170,8 @@ class CampaignRunner:
         self._log = log.bind(campaign=campaign.name)
         self._unwritten: EventWrites | None = None
         """The event consumer's batch holding columns of this campaign's attempts, if any."""
+        self._writing: set[str] = set()
+        """Attempts whose final row is in the consumer's batch: no other write of it meanwhile."""
         self._leads_counted_at = float("-inf")
         self._configure()
 
@@ -477,7 +479,10 @@ class CampaignRunner:
                 self._unwritten = writes
         if isinstance(record, r.ChannelHangup):
             self.board.ring_ended(attempt.id)
-            await self._settle(record.at)
+            if writes is None:
+                await self._settle(record.at)
+            else:
+                self._settle_into(writes, attempt.id, record.at)
 
     def _trunk_verdict(self, attempt: Attempt, record: r.CallRecord) -> None:
         """A channel made means the trunk took the call; a Failure before any channel, that it refused."""
@@ -489,12 +494,38 @@ class CampaignRunner:
     async def _settle(self, now: float) -> None:
         # Written first, dropped after: a write that fails (a locked database) leaves the
         # attempt in the core, and the next tick writes it again.
-        done = self.core.due(now)
+        done = [f for f in self.core.due(now) if f.attempt.id not in self._writing]
         if done:
-            await self.write_pending()
+            await self.write_pending()  # may write some of `done` itself (their rows were in the batch)
         for finished in done:
+            if finished.attempt.id in self._writing or finished.attempt.id not in self.attempts:
+                continue
             await self._write_finished(finished, now)
             self.core.written(finished.attempt.id)
+
+    def _settle_into(self, writes: EventWrites, attempt_id: str, now: float) -> None:
+        """A hung-up attempt settled by now has its final row join the consumer's batch: the
+        calls that end in one burst share its transaction. It stays in the core until its row
+        is committed; a failed write leaves it to the next tick's `_settle`, as are attempts
+        that settle later (their time runs out) or whose earlier write failed."""
+        self._unwritten = writes
+        finished = self.core.due_one(attempt_id, now)
+        if finished is None or attempt_id in self._writing:
+            return
+        self._writing.add(attempt_id)
+        row, agent_id = self._final_row(finished, now)
+        writes.final(
+            row,
+            written=functools.partial(self._final_written, finished, now, agent_id),
+            failed=functools.partial(self._writing.discard, attempt_id),
+        )
+
+    async def _final_written(self, finished: Finished, now: float, agent_id: str | None, _step: object) -> None:
+        try:
+            await self._after_final(finished, now, agent_id)
+            self.core.written(finished.attempt.id)
+        finally:
+            self._writing.discard(finished.attempt.id)
 
     async def write_pending(self) -> None:
         """Write the event columns still waiting in the consumer's batch: an attempt's
@@ -503,19 +534,30 @@ class CampaignRunner:
         if writes is not None:
             await writes.flush()
 
-    async def _write_finished(self, finished: Finished, now: float) -> None:
-        attempt, outcome = finished.attempt, finished.outcome
+    def _final_row(self, finished: Finished, now: float) -> tuple[FinalRow, str | None]:
+        attempt = finished.attempt
         columns = attempt.final_columns()
         if attempt.agent_interface:
             columns["agent_id"] = self._agent_ids.get(attempt.agent_interface.lower(), attempt.agent_interface)
-        await finish_with_rules(
-            self.store,
+        row = FinalRow(
             attempt.id,
-            outcome=outcome,
-            now=_dt(now),
-            rules=retry_rules(self.campaign.retries),
-            **{k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
+            finished.outcome,
+            datetime.fromtimestamp(now, UTC),
+            retry_rules(self.campaign.retries),
+            {k: _dt(v) if k.endswith("_at") else v for k, v in columns.items()},
         )
+        return row, columns.get("agent_id")
+
+    async def _write_finished(self, finished: Finished, now: float) -> None:
+        row, agent_id = self._final_row(finished, now)
+        await finish_with_rules(
+            self.store, row.attempt_id, outcome=row.outcome, now=row.now, rules=row.rules, **row.columns
+        )
+        await self._after_final(finished, now, agent_id)
+
+    async def _after_final(self, finished: Finished, now: float, agent_id: str | None) -> None:
+        """What follows an attempt's final row once it is stored."""
+        attempt, outcome = finished.attempt, finished.outcome
         # A call cut short is due again: no revisit to book.
         await self.tiers.after_attempt(
             self.campaign, attempt, "interrupted" if attempt.cut_short else outcome, now, finished.plan
@@ -527,7 +569,7 @@ class CampaignRunner:
             outcome=outcome,
             cut_short=attempt.cut_short,
             cause=attempt.hangup_cause,
-            agent=columns.get("agent_id"),
+            agent=agent_id,
             ring_s=_round(attempt.answered_at or attempt.ended_at, attempt.dialed_at),
             talk_s=_round(attempt.ended_at, attempt.bridged_at),
         )

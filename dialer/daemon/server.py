@@ -49,7 +49,7 @@ from dialer.pbx.protocol import Pbx
 from dialer.ivr.service import IvrService, IvrSetupError
 from dialer.inbound.service import InboundService
 from dialer.store.event_writes import EventWrites
-from dialer.store.store import Store
+from dialer.store.store import CampaignProgress, Store
 from dialer.store.survey_store import SurveyStore
 from dialer.webhook_dispatcher import WebhookDispatcher
 
@@ -166,6 +166,8 @@ class Daemon:
         self._failed = False
         self._started_at = clock()
         self._status: Status | None = None
+        self._progress_read: dict[int, tuple[int, float, CampaignProgress]] = {}
+        """Per campaign: the store's write count and the time when its progress was read, and what it was."""
 
     # -- signals ------------------------------------------------------------------
 
@@ -907,12 +909,26 @@ class Daemon:
         pbx = self.ami if server is None else self.pbxs[server]
         assert pbx is not None
         reconciler = self.reconciler if server is None else self.reconcilers[server]
-        # A burst's attempt columns and agent states, written when the burst is over.
+        # A burst's attempt columns, agent states and final rows, written when the burst is
+        # over and _BURST_SPAN has passed since the first of them (or _BURST_WRITES are held).
         writes = EventWrites(self.store) if self.store is not None else None
+        loop = asyncio.get_running_loop()
+        unwritten_since = 0.0
         while True:
-            if writes is not None and len(writes) and (pbx.events.empty() or len(writes) >= _BURST_WRITES):
-                await _write_burst(writes)
-            raw, at = await pbx.events.get()
+            event: tuple[dict[str, str], float] | None = None
+            if writes is not None and len(writes):
+                idle = pbx.events.empty()
+                if len(writes) >= _BURST_WRITES or (idle and loop.time() >= unwritten_since + _BURST_SPAN):
+                    await _write_burst(writes)
+                elif idle:
+                    try:
+                        async with asyncio.timeout(unwritten_since + _BURST_SPAN - loop.time()):
+                            event = await pbx.events.get()
+                    except TimeoutError:
+                        continue
+            raw, at = event if event is not None else await pbx.events.get()
+            if writes is not None and not len(writes):
+                unwritten_since = loop.time()
             if reconciler is not None:
                 if writes is not None and not reconciler.gate.is_set():
                     await _write_burst(writes)  # what the reconciliation reads is written first
@@ -929,6 +945,8 @@ class Daemon:
                         for runner in list(self.runners.values()):
                             runner.pbx_shutdown(record)
                 if isinstance(record, r.DispositionRequested) and self.store is not None:
+                    if writes is not None:
+                        await _write_burst(writes)  # the call's final row before its disposition
                     applied = await on_disposition_event(
                         self.store, {n: x.campaign for n, x in self.runners.items()}, record
                     )
@@ -955,11 +973,24 @@ class Daemon:
             except Exception:
                 log.exception("daemon.event_failed", ami_event=raw.get("Event"))  # `event` is structlog's own
 
+    async def _progress(self, campaign_id: int) -> CampaignProgress:
+        """The campaign's counts of leads and outcomes: its two queries only when this daemon
+        wrote since they were read, or _PROGRESS_REREAD seconds later (an idle tick reads nothing)."""
+        assert self.store is not None
+        now = self.clock()
+        read = self._progress_read.get(campaign_id)
+        if read is not None and read[0] == self.store.writes and now < read[1] + _PROGRESS_REREAD:
+            return read[2]
+        writes = self.store.writes  # before the read: a write committed meanwhile is read next time
+        progress = await self.store.progress(campaign_id)
+        self._progress_read[campaign_id] = (writes, now, progress)
+        return progress
+
     async def status(self) -> Status:
         assert self.store is not None
         campaigns = []
         for runner in self.runners.values():
-            progress = await self.store.progress(runner.campaign_id)
+            progress = await self._progress(runner.campaign_id)
             counts = runner.live_counts()
             campaigns.append(
                 CampaignStatus(
@@ -986,12 +1017,23 @@ class Daemon:
         )
 
 
+_PROGRESS_REREAD = 30.0
+"""Seconds after which a campaign's progress is read again though this daemon wrote nothing:
+another process's writes (a lead import from the command line, another daemon)."""
+
+
 _NEED_RESTART = ("ami", "database", "http", "campaign_dir", "daemons")
 """Config settings a reload cannot change: each needs a new connection or listener."""
 
 
 _BURST_WRITES = 500
 """Attempts and agents collected at most before a write, however long the burst."""
+_BURST_SPAN = 0.5
+"""Seconds a burst's writes wait at most for more (the default tick): events that come a few
+at a time (calls ending one by one) share a transaction too, each a handful of statements
+whatever it holds. Nothing is dropped from memory before its write; what a kill -9 loses
+meanwhile is reconciled at the next start, as before; a reconciliation or a disposition
+writes the batch first."""
 
 
 async def _write_burst(writes: EventWrites) -> None:

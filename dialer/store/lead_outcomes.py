@@ -8,18 +8,20 @@ read what it needs and write its answer, each in one transaction.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Update, bindparam, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialer.core.faults import after_fault, is_fault
-from dialer.core.lead_lifecycle import AttemptEnded, NotSent, Released
+from dialer.core.lead_lifecycle import AttemptEnded, Lead, LeadChange, NotSent, Released, transition
 from dialer.core.retry import Close, Retry, RetryRule, after_attempt
 from dialer.store import dialect, lead_transitions
-from dialer.store.schema import call_attempts
+from dialer.store.schema import call_attempts, leads
 from dialer.store.store import Store, _naive_utc, utcnow
 
 
@@ -38,6 +40,17 @@ class OpenAttempt:
     agent_id: str | None
     server: str | None = None
     """The AMI server that carries it; None: the first (or the only) one."""
+
+
+@dataclass(frozen=True)
+class FinalRow:
+    """An attempt's final row as `finish_with_rules` takes it, for `finish_many`."""
+
+    attempt_id: str
+    outcome: str
+    now: datetime
+    rules: Mapping[str, RetryRule]
+    columns: Mapping[str, Any]
 
 
 def _columns(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,27 +87,107 @@ async def finish_with_rules(
         if held is None:
             return None
         lead_id, lead = held
-        fault = is_fault(outcome, bool(columns.get("cut_short")))
-        if fault:
-            faults = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(call_attempts)
-                    .where(
-                        call_attempts.c.lead_id == lead_id,
-                        or_(call_attempts.c.outcome == "interrupted", call_attempts.c.cut_short.is_(True)),
-                    )
+        return await _lead_step(conn, FinalRow(attempt_id, outcome, now, rules, columns), lead_id, lead)
+
+
+async def _lead_step(conn: AsyncConnection, final: FinalRow, lead_id: int, lead: Lead) -> Retry | Close | None:
+    """The lead's next step after its attempt's final row, written in the caller's transaction."""
+    step, event = await _next_step(conn, final, lead_id, lead)
+    try:
+        await lead_transitions.apply(conn, lead_id, event, final.now, lead=lead)
+    except lead_transitions.StaleLead:
+        return None  # a disposition took the lead between the read and the write
+    return step
+
+
+async def _next_step(
+    conn: AsyncConnection, final: FinalRow, lead_id: int, lead: Lead
+) -> tuple[Retry | Close, AttemptEnded]:
+    now, rules = final.now, final.rules
+    fault = is_fault(final.outcome, bool(final.columns.get("cut_short")))
+    if fault:
+        faults = (
+            await conn.execute(
+                select(func.count())
+                .select_from(call_attempts)
+                .where(
+                    call_attempts.c.lead_id == lead_id,
+                    or_(call_attempts.c.outcome == "interrupted", call_attempts.c.cut_short.is_(True)),
                 )
-            ).scalar_one()
-            step: Retry | Close = after_fault(faults, now, rules)
-        else:
-            step = after_attempt(outcome, lead.attempts, now, rules)
-        # A fault gives back the attempt the lease counted: the customer never said no.
-        try:
-            await lead_transitions.apply(conn, lead_id, AttemptEnded(attempt_id, outcome, step, fault), now, lead=lead)
-        except lead_transitions.StaleLead:
-            return None  # a disposition took the lead between the read and the write
-        return step
+            )
+        ).scalar_one()
+        step: Retry | Close = after_fault(faults, now, rules)
+    else:
+        step = after_attempt(final.outcome, lead.attempts, now, rules)
+    # A fault gives back the attempt the lease counted: the customer never said no.
+    return step, AttemptEnded(final.attempt_id, final.outcome, step, fault)
+
+
+async def finish_many(conn: AsyncConnection, finals: Sequence[FinalRow]) -> dict[str, Retry | Close | None]:
+    """`finish_with_rules` for many attempts in the caller's transaction, the same rows written.
+
+    Hundreds of calls ending together were as many transactions, each a handful
+    of statements built anew. Here the attempts still open are read (and locked,
+    on PostgreSQL) at once, their final rows written as one executemany per set
+    of columns and their leads read at once; only each lead's guarded transition
+    is a statement of its own. Returns each attempt's step (None: as
+    `finish_with_rules`, already ended or its lead no longer leased by it).
+    """
+    steps: dict[str, Retry | Close | None] = {f.attempt_id: None for f in finals}
+    if not finals:
+        return steps
+    still_open = set((await conn.execute(_OPEN_ATTEMPTS, {"ids": list(steps)})).scalars())
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for final in finals:
+        if final.attempt_id not in still_open:
+            continue  # a final row is written once
+        columns = _columns(final.columns)
+        by_columns.setdefault(tuple(sorted(columns)), []).append(
+            {_ID: final.attempt_id, _OUTCOME: final.outcome, **columns}
+        )
+    if not by_columns:
+        return steps
+    for names, rows in by_columns.items():
+        await conn.execute(_final_update(names), rows)
+    held = {
+        row.lease_attempt_id: (row.id, lead_transitions.lead_from_row(row))
+        for row in await conn.execute(_LEASED_BY, {"ids": sorted(still_open)})
+    }
+    changes: list[tuple[int, LeadChange, datetime]] = []
+    for final in finals:
+        if final.attempt_id in still_open and final.attempt_id in held:
+            lead_id, lead = held.pop(final.attempt_id)
+            step, event = await _next_step(conn, final, lead_id, lead)
+            changes.append((lead_id, transition(lead, event, _naive_utc(final.now)), final.now))
+            steps[final.attempt_id] = step
+    # The leads were read after this transaction's first write (and locked on PostgreSQL):
+    # none moved since, so the guarded writes can go as one batch.
+    await lead_transitions.write_many(conn, changes)
+    return steps
+
+
+_ID = "attempt_id_"  # bind names no column has
+_OUTCOME = "outcome_"
+_OPEN_ATTEMPTS = (
+    select(call_attempts.c.id)
+    .where(call_attempts.c.id.in_(bindparam("ids", expanding=True)), call_attempts.c.state != "ended")
+    .with_for_update()
+)
+_LEASED_BY = (
+    select(leads.c.id, *lead_transitions.LIFECYCLE_COLUMNS)
+    .where(leads.c.lease_attempt_id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
+
+
+@functools.cache
+def _final_update(names: tuple[str, ...]) -> Update:
+    # Few column sets occur (one per way a call ends): each statement is built once.
+    return (
+        update(call_attempts)
+        .where(call_attempts.c.id == bindparam(_ID), call_attempts.c.state != "ended")
+        .values(state="ended", outcome=bindparam(_OUTCOME), **{n: bindparam(n) for n in names})
+    )
 
 
 async def release_unsent(

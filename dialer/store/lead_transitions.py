@@ -9,10 +9,12 @@ fulfils is closed in the same transaction.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dialer.core.lead_lifecycle import LEAD_COLUMNS, IllegalTransition, Lead, LeadChange, LeadEvent, LeadState, transition
@@ -103,6 +105,54 @@ async def write(conn: AsyncConnection, lead_id: int, change: LeadChange, now: da
             .where(callbacks.c.id == change.closes_callback, callbacks.c.state == "scheduled")
             .values(state="done", attempt_id=change.by_attempt, done_at=_column_time(now))
         )
+
+
+async def write_many(conn: AsyncConnection, changes: Sequence[tuple[int, LeadChange, datetime]]) -> None:
+    """`write` for many leads, one executemany per shape of change (its columns, and which
+    guarded values are NULL); a change that closes a callback or writes nothing goes alone.
+
+    For leads the caller read in this transaction under a lock (FOR UPDATE on PostgreSQL;
+    on SQLite a transaction that has written holds the database's lock): none can have
+    moved since, and a count that says otherwise raises StaleLead for the whole batch.
+    """
+    groups: dict[tuple[tuple[str, ...], bool, bool], list[dict[str, Any]]] = {}
+    for lead_id, change, now in changes:
+        columns = values(change)
+        if not columns or change.closes_callback is not None:
+            await write(conn, lead_id, change, now)
+            continue
+        before = change.before
+        key = (tuple(sorted(columns)), before.lease_attempt_id is None, before.callback_id is None)
+        groups.setdefault(key, []).append(
+            {
+                _LEAD_ID: lead_id,
+                "was_state_": before.state.value,
+                "was_lease_": before.lease_attempt_id,
+                "was_attempts_": before.attempts,
+                "was_callback_": before.callback_id,
+                **{f"set_{name}": value for name, value in columns.items()},
+            }
+        )
+    for (names, no_lease, no_callback), rows in groups.items():
+        matched = (await conn.execute(_update_many(names, no_lease, no_callback), rows)).rowcount
+        if matched >= 0 and matched != len(rows):  # -1: a driver that does not count an executemany
+            raise StaleLead(f"{len(rows) - matched} of {len(rows)} leads changed under this write")
+
+
+_LEAD_ID = "lead_id_"
+
+
+@functools.cache
+def _update_many(names: tuple[str, ...], no_lease: bool, no_callback: bool) -> Update:
+    # `guard` with bind parameters, built once per shape.
+    where = (
+        leads.c.id == bindparam(_LEAD_ID),
+        leads.c.state == bindparam("was_state_"),
+        leads.c.lease_attempt_id.is_(None) if no_lease else leads.c.lease_attempt_id == bindparam("was_lease_"),
+        leads.c.attempts == bindparam("was_attempts_"),
+        leads.c.callback_id.is_(None) if no_callback else leads.c.callback_id == bindparam("was_callback_"),
+    )
+    return update(leads).where(*where).values({name: bindparam(f"set_{name}") for name in names})
 
 
 async def apply(

@@ -166,6 +166,9 @@ async def insert_lead_batch(conn: AsyncConnection, campaign_id: int, rows: Seque
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.writes = 0
+        """Write transactions committed through this store: a reader that saw this count may skip
+        reading again while it holds (no write of this process since)."""
 
     @classmethod
     async def open(cls, url: str, *, upgrade: bool = True) -> "Store":
@@ -207,6 +210,8 @@ class Store:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"database write failed: {exc}") from exc
+        finally:
+            self.writes += 1  # a failed one too: it may have committed before failing to say so
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -20,9 +21,11 @@ from dialer.core.attempt import SETTLE_SECONDS
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.leads.csv_import import LeadRow
 from dialer.pbx.simulated import SimulatedPbx
+from dialer.store import event_writes
 from dialer.store.event_writes import EventWrites
-from dialer.store.schema import agents, call_attempts
-from dialer.store.store import Store
+from dialer.store.lead_outcomes import FinalRow, finish_many
+from dialer.store.schema import agents, call_attempts, leads
+from dialer.store.store import Store, StoreError
 
 NOW = datetime(2026, 6, 2, 15, 0, tzinfo=UTC)
 
@@ -127,15 +130,102 @@ async def test_the_runner_puts_an_events_columns_into_the_burst_and_writes_them_
         async with store._read() as conn:
             channels = dict((await conn.execute(select(call_attempts.c.id, call_attempts.c.channel))).all())
         assert channels == {a: f"PJSIP/carrier-{a[:8]}" for a in runner.attempts}
-        # A hang-up's columns wait in the burst; the call's final row, written when it settles,
-        # is written after them, not overwritten by them.
+        # A hang-up's columns wait in the burst, and so does the answered call's final row (it
+        # settles at the hang-up): written after them in the burst's one transaction, not
+        # overwritten by them. The attempt stays in memory until then; a tick meanwhile
+        # leaves the row to the burst.
         ended = next(iter(runner.attempts))
         await runner.on_record(r.ChannelHangup(ended, at + 5, 16, "Normal Clearing"), writes)
+        assert ended in runner.attempts and len(writes) == 2
         await runner.tick(at + 5 + SETTLE_SECONDS + 1)
-        assert ended not in runner.attempts and len(writes) == 0
+        assert ended in runner.attempts and len(writes) == 2
+        begun.clear()
         await writes.flush()
+        assert len(begun) == 1 and ended not in runner.attempts and len(writes) == 0
         async with store._read() as conn:
             row = (await conn.execute(select(call_attempts).where(call_attempts.c.id == ended))).one()
-        assert row.hangup_cause == 16 and row.ended_at is not None and row.outcome is not None
+        assert row.hangup_cause == 16 and row.ended_at is not None and row.outcome == "abandoned"  # no agent took it
     finally:
         await store.close()
+
+
+# -- the final rows of a burst: one transaction, each row once, dropped from memory only after -----
+
+
+async def _answered_and_hung_up(runner: CampaignRunner, writes: EventWrites, at: float) -> list[str]:
+    ended = list(runner.attempts)
+    for attempt_id in ended:
+        await runner.on_record(r.ChannelCreated(attempt_id, at, f"PJSIP/carrier-{attempt_id[:8]}"), writes)
+        await runner.on_record(r.ChannelState(attempt_id, at + 1, 6), writes)
+        await runner.on_record(r.ChannelHangup(attempt_id, at + 20, 16, "Normal Clearing"), writes)
+    return ended
+
+
+async def _final_rows(store: Store) -> dict[str, tuple[str, str | None, str]]:
+    async with store._read() as conn:
+        rows = (
+            await conn.execute(
+                select(call_attempts.c.id, call_attempts.c.state, call_attempts.c.outcome, leads.c.state).join(
+                    leads, leads.c.id == call_attempts.c.lead_id
+                )
+            )
+        ).all()
+    return {row[0]: (row[1], row[2], row[3]) for row in rows}
+
+
+async def test_the_final_rows_of_calls_ending_in_one_burst_are_one_transaction(store: Store) -> None:
+    runner = await _runner(store, [f"+1212555{n:04d}" for n in range(3)])
+    writes = EventWrites(store)
+    ended = await _answered_and_hung_up(runner, writes, NOW.timestamp() + 1)
+    assert set(runner.attempts) == set(ended)  # none dropped before its row is stored
+    begun = _transactions(store)
+    await writes.flush()
+    assert len(begun) == 1 and runner.attempts == {} and not runner.busy
+    assert await _final_rows(store) == {a: ("ended", "abandoned", "pending") for a in ended}
+
+
+async def test_a_burst_whose_write_fails_keeps_its_calls_and_the_next_tick_writes_each_row_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = await _runner(store, [f"+1212555{n:04d}" for n in range(3)])
+    writes = EventWrites(store)
+    at = NOW.timestamp() + 1
+    ended = await _answered_and_hung_up(runner, writes, at)
+    written = event_writes.finish_many
+    failures = [StoreError("database is locked")]
+
+    async def locked_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await written(*args, **kwargs)
+
+    monkeypatch.setattr(event_writes, "finish_many", locked_once)
+    with pytest.raises(StoreError):
+        await writes.flush()
+    # Nothing written (the columns went with the failed transaction), nothing forgotten.
+    assert set(runner.attempts) == set(ended) and len(writes) == 0
+    assert {state for state, _, _ in (await _final_rows(store)).values()} == {"dialing"}
+    finals = _count_final_writes(store)
+    await runner.tick(at + 30)
+    assert runner.attempts == {}
+    assert await _final_rows(store) == {a: ("ended", "abandoned", "pending") for a in ended}
+    assert len(finals) == len(ended)
+    # A late flush of the same batch (or a second writer) rewrites nothing.
+    await event_writes.EventWrites(store).flush()
+    async with store._write() as conn:
+        steps = await finish_many(conn, [FinalRow(a, "busy", NOW, {}, {}) for a in ended])
+    assert steps == dict.fromkeys(ended) and await _final_rows(store) == {
+        a: ("ended", "abandoned", "pending") for a in ended
+    }
+
+
+def _count_final_writes(store: Store) -> list[str]:
+    """Statements that end an attempt (its final row), one entry a row."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CALL_ATTEMPTS") and "outcome" in statement:
+            seen.extend(["row"] * (len(parameters) if executemany else 1))
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", before)
+    return seen
