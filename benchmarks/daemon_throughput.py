@@ -5,7 +5,11 @@ Asterisk (dialer.pbx.simulated.SimulatedPbx) in this process, and prints:
 
 1. AMI events parsed per second (`dialer.ami.events.to_record` over the stream the
    daemon received in run 2, recorded), and events parsed *and applied* per second
-   of CPU spent in the daemon's event consumer (record, board, runner, store writes);
+   of CPU spent in the daemon's event consumer (record, board, runner, store writes).
+   The consumer's batch of writes is its work wherever it is written: when a runner's
+   tick writes it (before a final row of its own), that CPU is counted too, and so is
+   what the consumer does after giving up a wait for the next event (its batch was due);
+   an older checkout measured this way reads as it did before;
 2. the process's CPU per 100 calls (the simulated PBX included, so an upper bound);
 3. event-loop lag p50/p99 while ~600 calls are up (real time, real aiosqlite thread);
 4. call completions per second one daemon absorbs: 600 calls that all hang up
