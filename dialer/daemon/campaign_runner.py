@@ -495,7 +495,10 @@ class CampaignRunner:
         # Written first, dropped after: a write that fails (a locked database) leaves the
         # attempt in the core, and the next tick writes it again.
         done = [f for f in self.core.due(now) if f.attempt.id not in self._writing]
-        if done:
+        stranded = bool(self._writing) and self._unwritten is not None and self._unwritten.orphaned
+        if done or stranded:
+            # Stranded: final rows left in the batch of a consumer that was cancelled or
+            # restarted before its burst was over; no one else will write them.
             await self.write_pending()  # may write some of `done` itself (their rows were in the batch)
         for finished in done:
             if finished.attempt.id in self._writing or finished.attempt.id not in self.attempts:

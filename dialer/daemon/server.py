@@ -912,6 +912,15 @@ class Daemon:
         # A burst's attempt columns, agent states and final rows, written when the burst is
         # over and _BURST_SPAN has passed since the first of them (or _BURST_WRITES are held).
         writes = EventWrites(self.store) if self.store is not None else None
+        try:
+            await self._consume(server, pbx, reconciler, writes)
+        finally:
+            if writes is not None:
+                writes.orphaned = True  # what it still holds is written by the runners' next tick
+
+    async def _consume(
+        self, server: str | None, pbx: Pbx, reconciler: Reconciler | None, writes: EventWrites | None
+    ) -> None:
         loop = asyncio.get_running_loop()
         unwritten_since = 0.0
         while True:

@@ -43,6 +43,9 @@ class EventWrites:
         self._attempts: dict[str, dict[str, Any]] = {}
         self._agents: dict[str, tuple[str, datetime]] = {}
         self._finals: dict[str, _Final] = {}
+        self.orphaned = False
+        """Set when the consumer that collects this batch stops: the runners' next tick writes
+        what it still holds."""
 
     def __len__(self) -> int:
         return len(self._attempts) + len(self._agents) + len(self._finals)

@@ -38,7 +38,7 @@ from dialer.core.agents import AgentBoard
 from dialer.core.attempt import SETTLE_SECONDS, Attempt, State
 from dialer.daemon.campaign_runner import CampaignRunner
 from dialer.daemon.reconcile import Reconciler
-from dialer.daemon.server import Daemon
+from dialer.daemon.server import _BURST_SPAN, Daemon
 from dialer.dispositions import apply_disposition
 from dialer.leads.csv_import import LeadRow
 from dialer.pbx.simulated import Customer, SimulatedPbx
@@ -237,15 +237,20 @@ def story_for(runner: CampaignRunner, raw: list[tuple[dict[str, str], float]]) -
     return story
 
 
-async def consume(daemon: Daemon, ami: SimulatedPbx, story: list[tuple[dict[str, str], float]]) -> None:
-    """Run the daemon's event consumer over a recorded story, fed as the PBX would feed it."""
+async def consume(
+    daemon: Daemon, ami: SimulatedPbx, story: list[tuple[dict[str, str], float]], *, cut_mid_burst: bool = False
+) -> None:
+    """Run the daemon's event consumer over a recorded story, fed as the PBX would feed it.
+
+    The consumer writes a burst once it has been quiet for _BURST_SPAN; `cut_mid_burst`
+    cancels it before that, as a restart of a dead consumer task or a shutdown would."""
     task = asyncio.create_task(daemon._consume_events())
     try:
         for item in story:
             ami.events.put_nowait(item)
         while not ami.events.empty():
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05 if cut_mid_burst else _BURST_SPAN + 0.1)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -267,14 +272,17 @@ def pacing_memory(runner: CampaignRunner) -> tuple[object, object]:
     return copy.deepcopy(runner.stats.__dict__), runner.abandon_window.state(now, 0.03)
 
 
+@pytest.mark.parametrize("cut_mid_burst", [False, True], ids=["burst_written", "consumer_cut_mid_burst"])
 async def test_after_a_restart_every_lead_is_due_again_with_its_attempt_given_back(
-    store: Store, tmp_path: Path, ami_story
+    store: Store, tmp_path: Path, ami_story, cut_mid_burst: bool
 ) -> None:
     runner = await make_runner(store, list(PHONES.values()))
     memory = pacing_memory(runner)
     ami = simulated_pbx()
     daemon = daemon_for(tmp_path, store, runner, ami)
-    await consume(daemon, ami, story_for(runner, ami_story("restart.txt")))
+    # Cut mid-burst, the final rows are still in the consumer's batch: the runner's tick
+    # must write them, or the leads stay leased until the daemon restarts.
+    await consume(daemon, ami, story_for(runner, ami_story("restart.txt")), cut_mid_burst=cut_mid_burst)
     # A settle pass later, as the main loop's next tick would do.
     await runner.tick(NOW.timestamp() + 2 + SETTLE_SECONDS)
     await runner.wait_sends()
