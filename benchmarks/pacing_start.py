@@ -97,9 +97,12 @@ def markdown(results: list[dict[str, object]], args: argparse.Namespace, limit: 
         + "*worst* is the highest running "
         "abandon rate once 100 live answers are in (goal: never over the limit). Occupancy counts talk plus wrap-up.",
         "",
-        "| cell | seed | progressive occ. | progressive 1st h | predictive occ. | abandon | 1st h occ. | worst |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    if not args.per_cell:
+        lines += [
+            "| cell | seed | progressive occ. | progressive 1st h | predictive occ. | abandon | 1st h occ. | worst |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
 
     def key(item: tuple[tuple[str, int], dict[str, dict[str, object]]]) -> tuple[object, ...]:
         r = item[1]["predictive"]
