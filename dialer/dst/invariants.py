@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from dialer.config.campaign_rules import retry_rules
 from dialer.config.models import Campaign
 from dialer.core.calling_window import CallingWindow
+from dialer.core.faults import DEFAULT_FAULT_RULE, FAULT_OUTCOME
 from dialer.core.outcomes import LIVE_ANSWER, NOT_PLACED, Outcome, abandon_rate
 from dialer.dst.pbx_world import DaemonPbx
 
@@ -221,12 +223,30 @@ class Checker:
                 # Closed by its last attempt (not by the screening: a number denied or listed since).
                 attempt = last[lead_id]
                 cut = attempt.id in self.pbx.cut_by_restart and attempt.outcome != "answered"
-                if attempt.outcome in FAULT_OUTCOMES or attempt.cut_short or cut:
+                if (attempt.outcome in FAULT_OUTCOMES or attempt.cut_short or cut) and not self._rule_spent(
+                    lead_id, attempt, attempts
+                ):
                     return self._violation("no lead lost or closed by a fault", now,
                                            f"lead {lead_id} ({phone}) done ({final_outcome}) after attempt"
                                            f" {attempt.id}: {attempt.outcome}, cut short {attempt.cut_short},"
                                            f" cut by a PBX restart {cut}")
         return None
+
+    def _rule_spent(self, lead_id: int, last: Attempt, attempts) -> bool:
+        """Whether the lead's own rule for that kind of fault ran out: `interrupted` counts the
+        lead's interrupted and cut-short attempts (dialer.core.faults), a refusal its refusals.
+        A fault closes a lead only that way, never on its first occurrence."""
+        rules = retry_rules(self.ledger.campaign.retries)
+        mine = [a for a in attempts.values() if a.lead_id == lead_id]
+        if last.outcome == Outcome.interrupted or last.cut_short:
+            rule = rules.get(FAULT_OUTCOME, DEFAULT_FAULT_RULE)
+            spent = sum(1 for a in mine if a.outcome == Outcome.interrupted or a.cut_short)
+        elif last.outcome in rules:
+            rule = rules[last.outcome]
+            spent = sum(1 for a in mine if a.outcome == last.outcome)
+        else:
+            return False
+        return spent >= rule.max_attempts
 
     def _abandon_rate(self, now, attempts, leads, final) -> Violation | None:
         live = [a for a in attempts.values() if a.answered_at is not None and a.outcome is not None

@@ -102,3 +102,11 @@ def test_the_simulation_leaves_aiosqlite_as_it_found_it() -> None:
     before = aiosqlite.Connection.__dict__["_execute"], aiosqlite.Connection.__dict__["__await__"]
     run_seed(1, 0.0005)
     assert (aiosqlite.Connection.__dict__["_execute"], aiosqlite.Connection.__dict__["__await__"]) == before
+
+
+def test_a_lead_closed_by_its_interrupted_rule_running_out_is_no_violation() -> None:
+    # Seed 3 over a longer run: lead 9's third interrupted attempt closes it, as the campaign's
+    # `interrupted` rule (max 3) says; the check once read any close after a fault as one.
+    result = run_seed(3, 0.02, keep_trace=True)
+    assert result.violation is None, replay_command(3, 0.02)
+    assert any("closed_unseen" in line and "outcome=interrupted" in line for line in result.trace)
