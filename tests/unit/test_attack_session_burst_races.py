@@ -5,6 +5,7 @@ them nor fail for them."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from dialer.config.tiers import DEFAULT_TIERS
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard
 from dialer.daemon.campaign_runner import CampaignRunner
-from dialer.dispositions import apply_disposition
+from dialer.dispositions import DispositionError, apply_disposition
 from dialer.leads.csv_import import LeadRow
 from dialer.pbx.simulated import SimulatedPbx
 from dialer.store.event_writes import EventWrites
@@ -101,3 +102,33 @@ async def test_dispositions_given_while_the_final_rows_wait_in_the_batch_stand(s
     assert after[phones[0]][2:4] == ("done", "sale")
     assert after[phones[1]][4] is True
     assert after[phones[2]][2] == "done"
+
+
+async def test_a_disposition_racing_the_batch_write_is_either_applied_or_refused_and_the_batch_is_written(
+    store: Store,
+) -> None:
+    phones = ["+12125550001", "+12125550002", "+12125550003"]
+    runner = await _runner(store, phones)
+    by_phone = {a.phone: a.id for a in runner.attempts.values()}
+    at = NOW.timestamp() + 1
+    writes = EventWrites(store)
+    for attempt_id in by_phone.values():
+        await runner.on_record(r.ChannelCreated(attempt_id, at, f"PJSIP/carrier-{attempt_id[:8]}"), writes)
+        await runner.on_record(r.ChannelState(attempt_id, at + 1, 6), writes)
+        await runner.on_record(r.AgentConnected(attempt_id, at + 2, "sales", "PJSIP/agent1"), writes)
+        await runner.on_record(r.ChannelHangup(attempt_id, at + 60, 16, "Normal Clearing"), writes)
+
+    when = NOW + timedelta(seconds=61)
+    flushed, disposed = await asyncio.gather(
+        writes.flush(),
+        apply_disposition(store, {"races": runner.campaign}, attempt_id=by_phone[phones[0]], code="sale", now=when),
+        return_exceptions=True,
+    )
+    assert flushed is None
+    after = await _rows(store)
+    assert runner.attempts == {} and not runner._writing
+    assert {phone: row[:2] for phone, row in after.items()} == dict.fromkeys(phones, ("ended", "answered"))
+    if isinstance(disposed, BaseException):
+        assert isinstance(disposed, DispositionError), repr(disposed)
+    else:
+        assert after[phones[0]][2:4] == ("done", "sale")
