@@ -168,8 +168,9 @@ class CampaignRunner:
         self.tiers = TierDialing(store, board, self.core)
         """Tier I/O: leases per tier, CRM, contact policy, lending, screen pop; the daemon sets its ladder."""
         self._log = log.bind(campaign=campaign.name)
-        self._unwritten: EventWrites | None = None
-        """The event consumer's batch holding columns of this campaign's attempts, if any."""
+        self._batches: dict[int, EventWrites] = {}
+        """The event consumers' batches holding rows of this campaign's attempts, by identity, in
+        order: a restarted consumer, or another server's, brings its own; each is kept until written."""
         self._writing: set[str] = set()
         """Attempts whose final row is in the consumer's batch: no other write of it meanwhile."""
         self._leads_counted_at = float("-inf")
@@ -476,7 +477,7 @@ class CampaignRunner:
                 await self.store.update_attempt(attempt.id, **columns)
             else:
                 writes.attempt(attempt.id, **columns)
-                self._unwritten = writes
+                self._batches[id(writes)] = writes
         if isinstance(record, r.ChannelHangup):
             self.board.ring_ended(attempt.id)
             if writes is None:
@@ -495,10 +496,11 @@ class CampaignRunner:
         # Written first, dropped after: a write that fails (a locked database) leaves the
         # attempt in the core, and the next tick writes it again.
         done = [f for f in self.core.due(now) if f.attempt.id not in self._writing]
-        stranded = bool(self._writing) and self._unwritten is not None and self._unwritten.orphaned
+        stranded = any(b.orphaned for b in self._batches.values())
         if done or stranded:
-            # Stranded: final rows left in the batch of a consumer that was cancelled or
-            # restarted before its burst was over; no one else will write them.
+            # Stranded: rows left in the batch of a consumer that was cancelled or restarted
+            # before its burst was over (another consumer's batch may hold newer rows of ours
+            # meanwhile: every batch is kept until written); no one else will write them.
             await self.write_pending()  # may write some of `done` itself (their rows were in the batch)
         for finished in done:
             if finished.attempt.id in self._writing or finished.attempt.id not in self.attempts:
@@ -511,7 +513,7 @@ class CampaignRunner:
         calls that end in one burst share its transaction. It stays in the core until its row
         is committed; a failed write leaves it to the next tick's `_settle`, as are attempts
         that settle later (their time runs out) or whose earlier write failed."""
-        self._unwritten = writes
+        self._batches[id(writes)] = writes
         finished = self.core.due_one(attempt_id, now)
         if finished is None or attempt_id in self._writing:
             return
@@ -533,9 +535,15 @@ class CampaignRunner:
     async def write_pending(self) -> None:
         """Write the event columns still waiting in the consumer's batch: an attempt's
         final row is written after them, never under them."""
-        writes, self._unwritten = self._unwritten, None
-        if writes is not None:
-            await writes.flush()
+        batches, self._batches = self._batches, {}
+        failed: BaseException | None = None
+        for writes in batches.values():
+            try:
+                await writes.flush()
+            except Exception as exc:  # the other batches are still written; this one's rows wait
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def _final_row(self, finished: Finished, now: float) -> tuple[FinalRow, str | None]:
         attempt = finished.attempt

@@ -986,7 +986,7 @@ class Daemon:
         """The campaign's counts of leads and outcomes: its two queries only when this daemon
         wrote since they were read, or _PROGRESS_REREAD seconds later (an idle tick reads nothing)."""
         assert self.store is not None
-        now = self.clock()
+        now = self.monotonic_clock()  # a wall clock set back must not keep the progress for an hour
         read = self._progress_read.get(campaign_id)
         if read is not None and read[0] == self.store.writes and now < read[1] + _PROGRESS_REREAD:
             return read[2]

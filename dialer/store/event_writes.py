@@ -68,6 +68,11 @@ class EventWrites:
         """An attempt's final row, written after the columns. Once committed, `written` is
         awaited with the lead's step; if the write fails, `failed` is called (the caller
         still holds the attempt and writes it again)."""
+        earlier = self._finals.get(row.attempt_id)
+        if earlier is not None:
+            # The later row stands (as a later column value does); whoever gave the earlier
+            # one still hears how the write went.
+            written, failed = _both(earlier.written, written), _both_now(earlier.failed, failed)
         self._finals[row.attempt_id] = _Final(row, written, failed)
 
     async def flush(self) -> None:
@@ -104,6 +109,28 @@ class EventWrites:
                 failures.append(exc)
         if failures:
             raise failures[0]
+
+
+def _both(
+    first: Callable[[Retry | Close | None], Awaitable[None]], second: Callable[[Retry | Close | None], Awaitable[None]]
+) -> Callable[[Retry | Close | None], Awaitable[None]]:
+    async def written(step: Retry | Close | None) -> None:
+        try:
+            await first(step)
+        finally:
+            await second(step)
+
+    return written
+
+
+def _both_now(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def failed() -> None:
+        try:
+            first()
+        finally:
+            second()
+
+    return failed
 
 
 _AGENT_UPDATE = (

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from dialer.core.lead_lifecycle import NEW_LEAD, AttemptEndedAsTold, Leased, LeadState, transition
 from dialer.store import dialect, lead_transitions, migrate
 from dialer.store.lease_tiers import LeaseTiers
-from dialer.store.schema import agents, call_attempts, campaigns, customers, leads
+from dialer.store.schema import GLOBAL_DNC, agents, call_attempts, campaigns, customers, dnc_numbers, leads
 from dialer.store.private_file import create_private
 
 
@@ -465,14 +465,24 @@ class Store:
         return [dict(r) for r in rows]
 
     async def leads_to_dial(self, campaign_id: int) -> int:
-        """Leads of the campaign not done yet (due now or later, or leased): one COUNT."""
+        """Leads of the campaign not done yet (due now or later, or leased): one COUNT.
+
+        A number on the global or the campaign's do-not-call list is closed only when it is
+        leased; it is left out here, or a list loaded after a big import would promise the
+        pacing answers that never come (the unique (phone, scope) index serves the lookup)."""
+        campaign_name = select(campaigns.c.name).where(campaigns.c.id == campaign_id).scalar_subquery()
+        listed = (
+            select(dnc_numbers.c.phone)
+            .where(dnc_numbers.c.phone == leads.c.phone, dnc_numbers.c.scope.in_([GLOBAL_DNC, campaign_name]))
+            .exists()
+        )
         async with self._read() as conn:
             return int(
                 (
                     await conn.execute(
                         select(func.count())
                         .select_from(leads)
-                        .where(leads.c.campaign_id == campaign_id, leads.c.state != LeadState.done.value)
+                        .where(leads.c.campaign_id == campaign_id, leads.c.state != LeadState.done.value, ~listed)
                     )
                 ).scalar_one()
             )

@@ -46,7 +46,7 @@ async def test_a_campaigns_progress_is_read_again_only_after_a_write_or_the_safe
     campaign_id = await store.sync_campaign("idle", "telemarketing")
     await store.import_leads(campaign_id, [LeadRow(line=2, phone="+12125550001")])
     clock = [NOW]
-    daemon = SimpleNamespace(store=store, clock=lambda: clock[0], _progress_read={})
+    daemon = SimpleNamespace(store=store, monotonic_clock=lambda: clock[0], _progress_read={})
     reads = _statements(store, "GROUP BY leads.state")
     first = await Daemon._progress(daemon, campaign_id)  # type: ignore[arg-type]
     assert first.pending == 1 and len(reads) == 1
