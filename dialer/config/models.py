@@ -322,6 +322,13 @@ class DialingConfig(_Strict):
     override_ceiling: bool = Field(
         False, description="allow abandon_limit above 3 % (only where the rules applying to you allow it)"
     )
+    early_budget: bool = Field(
+        # A campaign stopped by hand before its 100th answer keeps the rate it had then,
+        # which one early abandon already puts over 3 %: a site that often does so turns it off.
+        True,
+        description="before 100 live answers, spend the abandon budget the campaign's leads will earn "
+        "(false: stay progressive until the answers so far allow one abandon)",
+    )
 
     @field_validator("ring_timeout")
     @classmethod

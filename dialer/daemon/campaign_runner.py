@@ -284,7 +284,7 @@ class CampaignRunner:
         # Before the pacing reads the board: a dedicated agent lent to the general
         # queue is counted on by the other tiers, one taken back by the key accounts.
         await self.tiers.lend(self.ami, self.campaign, self.campaign_id, self.attempts, now)
-        if now >= self._leads_counted_at + LEADS_RECOUNT:
+        if self.campaign.dialing.early_budget and now >= self._leads_counted_at + LEADS_RECOUNT:
             # At start and once a minute, one COUNT: a young abandon window's budget looks
             # ahead to the answers the leads left will bring (the core takes each call
             # placed off the count in between).
