@@ -5,7 +5,6 @@ is refused, clearly, while that server is down (never sent to the other one)."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,17 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from dialer.config.loader import load_config
-from dialer.config.models import Campaign
 from dialer.control.desk_state import DeskRefused
 from dialer.daemon.desk import MONITOR_CONTEXT, Desk
 from dialer.daemon.server import Daemon
 from dialer.http.desk_auth import Role, set_user
-from dialer.leads.csv_import import LeadRow
 from dialer.pbx.simulated import Customer, SimulatedPbx
-from dialer.store.store import Store
+from tests.unit.two_server_daemon import serving_two_servers
 
 SUPERVISOR_PHONE = "PJSIP/sup1"
 
@@ -67,35 +62,15 @@ class Floor:
 
 @pytest.fixture
 async def floor(tmp_path: Path) -> AsyncIterator[Floor]:
-    sims = {
-        "a": SimulatedPbx(random.Random(1), _customer, agents={"PJSIP/agent1": 0.02}, system_name="a"),
-        "b": SimulatedPbx(random.Random(2), _customer, agents={"PJSIP/agent3": 0.02}, system_name="b"),
-    }
-    config_path = tmp_path / "dialer.yaml"
-    config_path.write_text(yaml.safe_dump(_config(tmp_path)))
     set_user(tmp_path / "desk-users.yaml", "boss", Role.supervisor, "supervisor-secret", phone=SUPERVISOR_PHONE)
-    campaign = Campaign(name="spread", type="telemarketing", trunk="PJSIP/{number}@carrier", caller_id="+15550100",
-                        queue="sales", dialing={"max_lines": 2})
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/desk.db")
-    try:
-        campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
-        await store.import_leads(campaign_id, [LeadRow(line=n + 2, phone=f"+1212555{n:04d}") for n in range(4)])
-    finally:
-        await store.close()
-    daemon = Daemon(load_config(config_path), {"spread": campaign}, config_path=config_path, drain_timeout=0.5,
-                    pbx_factory=lambda server, clock: sims[server.name].attach(server, clock))
-    assert daemon.desk is not None
-    serving = asyncio.create_task(daemon.serve())
-    try:
+    async with serving_two_servers(tmp_path, _config(tmp_path), _customer, "desk.db") as (daemon, sims, _):
+        assert daemon.desk is not None
         ready = Floor(daemon, daemon.desk, sims)
         await ready.until(lambda: daemon.pool is not None and all(p.connected.is_set() for p in daemon.pbxs.values()),
                           "both servers logged in")
         on_call = lambda interface: (s := daemon.board.agent(interface)) is not None and bool(s.on_call)  # noqa: E731
         await ready.until(lambda: on_call("PJSIP/agent1") and on_call("PJSIP/agent3"), "each agent on a call")
         yield ready
-    finally:
-        daemon.should_exit = True
-        await asyncio.wait_for(serving, 20)
 
 
 async def test_the_monitor_call_goes_to_the_agents_own_server(floor: Floor) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,15 +18,13 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dialer.config.loader import ConfigError, load_config
-from dialer.config.models import Campaign
 from dialer.control import daemon_view as v
 from dialer.daemon.campaign_watcher import reload_config
 from dialer.daemon.server import Daemon
 from dialer.http.app import build_app
-from dialer.leads.csv_import import LeadRow
 from dialer.metrics import DaemonMetrics
 from dialer.pbx.simulated import Customer, SimulatedPbx
-from dialer.store.store import Store
+from tests.unit.two_server_daemon import serving_two_servers
 
 TOKEN = "s3cret-token-for-server-status"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,24 +74,7 @@ class Floor:
 async def floor(tmp_path: Path) -> AsyncIterator[Floor]:
     # Calls long enough to be up all through the test, one on each server.
     customers = lambda number: Customer("answer", after=0.05, talk=120)  # noqa: E731
-    sims = {
-        "a": SimulatedPbx(random.Random(1), customers, agents={"PJSIP/agent1": 0.02}, system_name="a"),
-        "b": SimulatedPbx(random.Random(2), customers, agents={"PJSIP/agent3": 0.02}, system_name="b"),
-    }
-    config_path = tmp_path / "dialer.yaml"
-    config_path.write_text(yaml.safe_dump(_config(tmp_path)))
-    campaign = Campaign(name="spread", type="telemarketing", trunk="PJSIP/{number}@carrier", caller_id="+15550100",
-                        queue="sales", dialing={"max_lines": 2})
-    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path}/status.db")
-    try:
-        campaign_id = await store.sync_campaign(campaign.name, campaign.type.value)
-        await store.import_leads(campaign_id, [LeadRow(line=n + 2, phone=f"+1212555{n:04d}") for n in range(4)])
-    finally:
-        await store.close()
-    daemon = Daemon(load_config(config_path), {"spread": campaign}, config_path=config_path, drain_timeout=0.5,
-                    pbx_factory=lambda server, clock: sims[server.name].attach(server, clock))
-    serving = asyncio.create_task(daemon.serve())
-    try:
+    async with serving_two_servers(tmp_path, _config(tmp_path), customers, "status.db") as (daemon, sims, config_path):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(daemon)),
                                      base_url="http://dialer") as http:
             ready = Floor(daemon, sims, http, config_path)
@@ -102,9 +82,6 @@ async def floor(tmp_path: Path) -> AsyncIterator[Floor]:
                               "both servers logged in")
             await ready.until(lambda: all(sim.bridged for sim in sims.values()), "a call bridged on each server")
             yield ready
-    finally:
-        daemon.should_exit = True
-        await asyncio.wait_for(serving, 20)
 
 
 async def test_each_server_is_listed_and_ready_means_one_can_dial(floor: Floor) -> None:
