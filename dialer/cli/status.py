@@ -33,10 +33,13 @@ def render(status: dict[str, Any]) -> str:
         lines.append(f"  {'campaign':<20} {'state':<9} {'lines':>5} {'ringing':>7} {'waiting':>7} {'talking':>7}  done/total")
         for c in status["campaigns"]:
             up = c["ringing"] + c["waiting"] + c["talking"]
-            lines.append(
+            line = (
                 f"  {c['name']:<20} {c['state']:<9} {up:>5} {c['ringing']:>7} {c['waiting']:>7} {c['talking']:>7}"
                 f"  {c['done']}/{c['total']}"
             )
+            if c.get("answers_needed") is not None:
+                line += f"  (over its abandon limit: {c['answers_needed']} more live answer(s) before it ends)"
+            lines.append(line)
     else:
         lines.append("  no campaigns")
     for trunk in status.get("trunks", []):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from dialer.config.models import Campaign, DialerConfig
 from dialer.control.campaign_states import RunState
-from dialer.core.abandon import AbandonWindow
+from dialer.core.abandon import AbandonState, AbandonWindow
 from dialer.core.agents import AgentState
 from dialer.core.attempt import Attempt
 from dialer.core.campaign import LiveCounts
@@ -105,6 +105,9 @@ class RunnerView(Protocol):
     def busy(self) -> bool: ...
 
     def live_counts(self) -> LiveCounts: ...
+
+    def abandon_state(self, now: float) -> AbandonState:
+        """The abandon window at `now`, against the campaign's limit."""
 
 
 class WebhookFigures(Protocol):
@@ -208,7 +211,8 @@ class DaemonCommands(Protocol):
 
     async def resume_campaign(self, name: str) -> RunState: ...
 
-    async def stop_campaign(self, name: str) -> RunState: ...
+    async def stop_campaign(self, name: str, now: bool = False) -> RunState:
+        """At once if the abandon window is at or under its limit or `now`; else it settles first."""
 
     async def agent_login(self, agent_id: str, queues: Sequence[str]) -> None: ...
 

@@ -64,10 +64,37 @@ class AbandonState:
         horizon = min(JUDGED_AT, self.reachable)
         return max(plain, min(target, limit) * horizon - self.abandoned)
 
+    @property
+    def answers_needed(self) -> int | None:
+        """Clean live answers (bridged in time) before the rate is at or under the limit; 0 when it is."""
+        return answers_needed(self.abandoned, self.answered, self.limit)
+
     def exhausted(self, limit: float | None = None, target: float | None = None) -> bool:
         # Also true at a cold start with nothing known of the leads left: one abandon among
         # few calls is already over 3 %, so the campaign has to earn its budget first.
         return self.budget(limit, target) < 1.0
+
+
+def answers_needed(abandoned: int, answered: int, limit: float) -> int | None:
+    """The smallest n with abandoned / (answered + n) at or under `limit`: the clean live
+    answers a window over its limit still needs, 0 for one at or under it.
+
+    None when no number of answers will do (a limit of 0 with an abandon counted).
+    """
+    if abandoned < 0 or answered < abandoned:
+        raise ValueError(f"inconsistent counts: {abandoned} abandoned of {answered}")
+    if abandon_rate(abandoned, answered) <= limit:
+        return 0
+    if limit <= 0.0:
+        return None
+    # The division's rounding may put the estimate one off either way; the rate itself
+    # (the figure the rules and the status show) decides.
+    needed = max(1, math.ceil(abandoned / limit) - answered)
+    while needed > 1 and abandon_rate(abandoned, answered + needed - 1) <= limit:
+        needed -= 1
+    while abandon_rate(abandoned, answered + needed) > limit:
+        needed += 1
+    return needed
 
 
 class AbandonWindow:

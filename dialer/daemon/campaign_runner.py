@@ -13,7 +13,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import structlog
@@ -23,7 +23,7 @@ from dialer.pbx.protocol import Pbx
 from dialer.config.models import Campaign
 from dialer.core import records as r
 from dialer.core.agents import AgentBoard, AgentState
-from dialer.core.abandon import AbandonWindow
+from dialer.core.abandon import AbandonState, AbandonWindow
 from dialer.core.amd import FalsePositiveCounter
 from dialer.core.attempt import REFUSED, Attempt
 from dialer.core.campaign import (
@@ -155,6 +155,8 @@ class CampaignRunner:
         self.server_room: Callable[[str], int | None] | None = None
         """Set by a daemon with several Asterisk servers: calls its trunk may still get on them (None: no limit)."""
         self.paused = False
+        self.settling = False
+        """Ended over its abandon limit (dialer.control.campaign_states): progressive, whatever its mode."""
         self.lease_held = True
         """False while this daemon may not dial the campaign (several daemons: another holds its lease)."""
         self._sends: set[asyncio.Task[None]] = set()
@@ -212,7 +214,13 @@ class CampaignRunner:
 
     def _configure(self) -> None:
         """The campaign's file or the tier ladder may have changed since the last tick."""
-        self.core.settings = core_settings(self.campaign, self.tiers.rules(self.campaign))
+        settings = core_settings(self.campaign, self.tiers.rules(self.campaign))
+        if self.settling:
+            # One call per free agent: an answered customer always finds one, so each
+            # answer brings the window's rate down, and no call is paced by lines alone.
+            policy = replace(settings.policy, mode=PacingMode.progressive)
+            settings = replace(settings, policy=policy, paced_by_lines=False)
+        self.core.settings = settings
 
     def view(self) -> CampaignView:
         """The agents of every queue the campaign's decisions look at, as the board has them."""
@@ -221,6 +229,10 @@ class CampaignRunner:
 
     def live_counts(self) -> LiveCounts:
         return self.core.live_counts()
+
+    def abandon_state(self, now: float) -> AbandonState:
+        """The abandon window at `now`, against the campaign's limit."""
+        return self.core.abandon_window.state(now, self.campaign.dialing.abandon_limit)
 
     def snapshot(self, now: float) -> PacingSnapshot:
         self._configure()

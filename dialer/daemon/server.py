@@ -117,7 +117,7 @@ class Daemon:
         self.notifier = notifier or Notifier()
         # Walked across awaits while the watcher and the API add to it (runner_table).
         self.runners = RunnerTable()
-        self.controls = CampaignControls(lambda: self.runners, lambda: self.should_exit)
+        self.controls = CampaignControls(lambda: self.runners, lambda: self.should_exit, clock)
         self.watcher: CampaignWatcher | None = None
         self.metrics = DaemonMetrics(self)
         self.http: HttpService | None = None
@@ -311,6 +311,7 @@ class Daemon:
             if self.pool is not None:
                 self.pool.forget_agents_of_down_servers()
             self._server_states()  # each server's state change is timed to a tick
+            self.controls.settle()  # before the ticks: nothing leaves once a settling campaign is there
             self._ticks_done.clear()
             try:
                 for runner in self.runners.values():
@@ -692,8 +693,8 @@ class Daemon:
     async def resume_campaign(self, name: str) -> RunState:
         return await self.controls.resume(name)
 
-    async def stop_campaign(self, name: str) -> RunState:
-        return await self.controls.stop(name)
+    async def stop_campaign(self, name: str, now: bool = False) -> RunState:
+        return await self.controls.stop(name, now=now)
 
     def _agent_config(self, agent_id: str) -> AgentConfig:
         [agent] = [a for a in self.config.agents if a.id == agent_id]

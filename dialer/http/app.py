@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dialer import __version__
 from dialer.ami.errors import AmiActionFailed, AmiError, AmiUnsafeValue
 from dialer.config.models import AgentConfig
-from dialer.control.campaign_states import ControlError
+from dialer.control.campaign_states import ControlError, RunState, abandon_figures, over_limit_note
 from dialer.control.daemon_view import DaemonControl
 from dialer.dispositions import DispositionError, apply_disposition
 from dialer.http import schemas as s
@@ -218,9 +218,11 @@ def build_app(daemon: DaemonControl) -> FastAPI:
         assert daemon.store is not None
         progress = await daemon.store.progress(runner.campaign_id)
         counts = runner.live_counts()
+        settling = base["state"] == RunState.settling.value
         return s.CampaignOut(
             **{
                 **base,
+                "answers_needed": runner.abandon_state(daemon.clock()).answers_needed if settling else None,
                 "mode": runner.campaign.dialing.mode.value,
                 "max_lines": runner.campaign.dialing.max_lines,
                 "total": progress.pending + progress.leased + progress.done,
@@ -266,6 +268,21 @@ def build_app(daemon: DaemonControl) -> FastAPI:
     async def campaign(name: str) -> s.CampaignOut:
         return await campaign_out(known_campaign(name))
 
+    def state_out(name: str, state: RunState) -> s.CampaignStateOut:
+        """The state, and the abandon window's figures when its rate is over the limit."""
+        runner = daemon.runners.get(name)
+        window = runner.abandon_state(daemon.clock()) if runner is not None else None
+        if window is None or window.answers_needed == 0:
+            return s.CampaignStateOut(name=name, state=state.value)
+        quiet = state in (RunState.running, RunState.settling, RunState.draining)
+        return s.CampaignStateOut(
+            name=name,
+            state=state.value,
+            answers_needed=window.answers_needed if state is RunState.settling else None,
+            abandon=s.AbandonOut(**abandon_figures(window)),
+            warning=None if quiet else over_limit_note(state, window),
+        )
+
     def control_route(action: str) -> None:
         async def change(name: str) -> s.CampaignStateOut:
             known_campaign(name)
@@ -273,20 +290,48 @@ def build_app(daemon: DaemonControl) -> FastAPI:
                 state = await getattr(daemon, f"{action}_campaign")(name)
             except ControlError as exc:
                 raise ApiError(409, str(exc)) from None
-            return s.CampaignStateOut(name=name, state=state.value)
+            return state_out(name, state)
 
         api.add_api_route(
             f"/campaigns/{{name}}/{action}",
             change,
             methods=["POST"],
             response_model=s.CampaignStateOut,
+            response_model_exclude_none=True,
             tags=["campaigns"],
             name=f"{action}_campaign",
             summary=f"{action.capitalize()} a campaign",
         )
 
-    for action in ("start", "pause", "resume", "stop"):
+    for action in ("start", "pause", "resume"):
         control_route(action)
+
+    @api.post(
+        "/campaigns/{name}/stop",
+        response_model=s.CampaignStateOut,
+        response_model_exclude_none=True,
+        tags=["campaigns"],
+        name="stop_campaign",
+        summary="Stop a campaign",
+    )
+    async def stop_campaign(
+        name: str,
+        request: Request,
+        body: s.StopIn | None = None,
+        now: Annotated[bool | None, Query(description="as the body's `now`")] = None,
+    ) -> s.CampaignStateOut:
+        """At once when the abandon window's rate is at or under its limit; else it settles first
+        (state `settling`: progressive, one call per free agent, until it is). `now: true` ends
+        at once anyway, a settling under way too."""
+        if len(request.query_params.getlist("now")) > 1 or (now is not None and body is not None):
+            raise ApiError(422, "now: give it once, in the body or in the query")
+        known_campaign(name)
+        at_once = now if now is not None else body is not None and body.now
+        try:
+            state = await daemon.stop_campaign(name, now=at_once)
+        except ControlError as exc:
+            raise ApiError(409, str(exc)) from None
+        return state_out(name, state)
 
     # -- agents -----------------------------------------------------------------------
 

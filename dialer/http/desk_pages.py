@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 
 from dialer.config.campaign_rules import WEEKDAYS, DispositionAction
-from dialer.control.campaign_states import ControlError
+from dialer.control.campaign_states import ControlError, over_limit_note
 from dialer.control.daemon_view import DaemonControl
 from dialer.control.desk_state import MONITOR_MODES, PAUSE_REASONS, DeskAgent, DeskCall, DeskRefused
 from dialer.dispositions import MAX_NOTES, DispositionError, apply_disposition
@@ -678,14 +678,19 @@ def desk_router(daemon: DaemonControl) -> APIRouter:
 
     @router.post("/desk/wall/campaigns/{name}/{action}", include_in_schema=False)
     async def wall_control(name: str, action: str, session: WallChange) -> Response:
-        if action not in ("start", "pause", "resume", "stop") or not daemon.campaign_exists(name):
+        if action not in ("start", "pause", "resume", "stop", "stop-now") or not daemon.campaign_exists(name):
             return back(session, "/desk/wall", "no such campaign or action")
         try:
-            state = await getattr(daemon, f"{action}_campaign")(name)
+            if action == "stop-now":
+                state = await daemon.stop_campaign(name, now=True)
+            else:
+                state = await getattr(daemon, f"{action}_campaign")(name)
         except ControlError as exc:
             return back(session, "/desk/wall", str(exc))
         log.info("desk.campaign_control", user=session.user, campaign=name, action=action)
-        return back(session, "/desk/wall", f"{name}: {state.value}")
+        runner = daemon.runners.get(name)
+        note = over_limit_note(state, runner.abandon_state(daemon.clock())) if runner is not None else None
+        return back(session, "/desk/wall", f"{name}: {state.value}" + (f" ({note})" if note else ""))
 
     async def monitor(session: Session, agent_id: str, mode: str) -> MonitorOut:
         if mode not in MONITOR_MODES:

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from dialer.ami.values import PRINTABLE_PATTERN, QUEUE_PATTERN, check_header_value, check_queue_name
 
@@ -97,11 +97,34 @@ class CampaignOut(BaseModel):
     waiting: int
     talking: int
     outcomes: dict[str, int]
+    answers_needed: int | None = None
+    """While `settling`: live answers bridged in time still needed before the abandon rate is at its limit."""
+
+
+class StopIn(_In):
+    now: StrictBool = False
+    """End at once even while the abandon window is over its limit (logged as campaign.stopped_over_limit)."""
+
+
+class AbandonOut(BaseModel):
+    rate: float
+    answered: int
+    """Live answers in the abandon window, the abandoned included."""
+    abandoned: int
+    limit: float
+    answers_needed: int | None
+    """Live answers bridged in time that bring the rate to the limit; null: none will."""
 
 
 class CampaignStateOut(BaseModel):
     name: str
     state: str
+    answers_needed: int | None = None
+    """While `settling`: live answers bridged in time still needed before it takes the state asked."""
+    abandon: AbandonOut | None = None
+    """The abandon window when its rate is over the limit."""
+    warning: str | None = None
+    """Set when the campaign places no calls now while its abandon rate is over the limit (a pause, `now`)."""
 
 
 class TrunkOut(BaseModel):

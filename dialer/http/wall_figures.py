@@ -65,6 +65,7 @@ def live_figures(daemon: DaemonView, runner: RunnerView) -> dict[str, Any]:
         "window_rate": window.rate,
         "abandon_target": dialing.abandon_target,
         "abandon_limit": dialing.abandon_limit,
+        "answers_needed": window.answers_needed,
         "wrapups": len(wrapups),
         "wrapup_mean": round(sum(wrapups) / len(wrapups), 2) if wrapups else None,
     }
