@@ -128,6 +128,20 @@ def test_no_abandons_yet_does_not_lower_the_margin(answered: int, target: float)
         assert safety_margin(AbandonState(answered=answered, abandoned=0), pol) >= pol.safety
 
 
+def test_a_small_team_running_cold_for_hours_dials_harder() -> None:
+    pol = PacingPolicy(mode=PacingMode.predictive, max_lines=100, abandon_target=0.02)
+    # 5 agents on 180 s talks answer about 80 customers an hour: by the fourth hour, 300
+    # answers and no abandon where the target expected 6. That is evidence of running cold,
+    # and the margin must act on it; an evidence threshold of 3 expected abandons left it
+    # at 1.2 standard deviations, and such teams ran the whole day at 0.3-1 % abandons.
+    assert safety_margin(AbandonState(answered=300, abandoned=0), pol, agents=5) < pol.safety - 1.0
+    # Still not before one abandon was expected at all.
+    assert safety_margin(AbandonState(answered=50, abandoned=0), pol, agents=5) >= pol.safety
+    # Nor a team whose miss is a burst of several abandons on that little evidence: 20
+    # agents trusting 153 clean answers let 5 abandons go within 7 s.
+    assert safety_margin(AbandonState(answered=150, abandoned=0), pol, agents=20) >= pol.safety
+
+
 def test_the_margin_widens_smoothly_toward_the_limit() -> None:
     pol = PacingPolicy(mode=PacingMode.predictive, max_lines=100, abandon_target=0.03)
     margins = [safety_margin(AbandonState(answered=1000, abandoned=a), pol) for a in (20, 25, 28, 29)]
@@ -139,9 +153,12 @@ def test_the_margin_widens_smoothly_toward_the_limit() -> None:
     # come as bursts of several abandons) more; in a young window (budget small because
     # little was answered) a small team's burst is a couple of abandons: less.
     thin = AbandonState(answered=1000, abandoned=29)
-    assert safety_margin(thin, pol, agents=5) == safety_margin(thin, pol, agents=20) == margins[-1]
+    # (equal but for the evidence a small team needs before believing it runs cold: 1 abandon
+    # against 3, which moves the margin a hundredth here, at 29 abandons against 30 expected)
+    assert safety_margin(thin, pol, agents=20) == margins[-1]
+    assert safety_margin(thin, pol, agents=5) == pytest.approx(margins[-1], abs=0.02)
     assert safety_margin(thin, pol, agents=100) > margins[-1]
-    young = AbandonState(answered=60, abandoned=0)
+    young = AbandonState(answered=30, abandoned=0)  # under one abandon expected: no evidence of cold yet
     assert safety_margin(young, pol, agents=5) < safety_margin(young, pol, agents=100)
     assert safety_margin(young, pol, agents=5) >= pol.safety
     assert safety_margin(AbandonState(answered=1000, abandoned=31), pol, agents=5) == pol.max_safety
