@@ -16,7 +16,7 @@ from dialer.core.abandon import JUDGED_AT, AbandonState
 from dialer.core.campaign import CallToPlace, CampaignCore, CoreSettings
 from dialer.core.estimators import CampaignStats, certain_live_answers
 from dialer.core.originate import CampaignDialplan
-from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place
+from dialer.core.pacing import BusyAgent, PacingMode, PacingPolicy, PacingSnapshot, calls_to_place, safety_margin
 
 
 def _stats(live_share: float, attempts: int) -> CampaignStats:
@@ -145,3 +145,19 @@ def test_the_core_takes_placed_calls_off_the_count_and_refuses_a_negative_one() 
     stats = _stats(0.25, 40)
     assert stats.certain_answers(3) == 0  # three leads certainly bring nothing
     assert stats.certain_answers(10_000) > 500
+
+
+def test_the_plain_budget_near_the_100th_answer_keeps_the_full_cushion() -> None:
+    pol = PacingPolicy(mode=PacingMode.predictive, max_lines=100, abandon_target=0.02)
+    # From about the 66th answer the plain budget (one more abandon and the rate is at the
+    # limit) is larger than the one measured at the 100th answer, and it keeps no slack for
+    # a burst: at 99 answers with 2 abandons, a small cushion let 9 calls ring for 2 free
+    # agents, and two answered together made 4 abandons in 103 answers once judged.
+    near = AbandonState(answered=99, abandoned=2, reachable=10_000)
+    assert near.budget(0.03, 0.02) == near.budget(0.03)  # the plain budget governs
+    assert safety_margin(near, pol, agents=5) >= pol.safety + 2.0
+    # While the budget measured at the 100th answer governs (slack built in), a small team
+    # keeps its reduced cushion.
+    early = AbandonState(answered=50, abandoned=1, reachable=10_000)
+    assert early.budget(0.03, 0.02) > early.budget(0.03)
+    assert safety_margin(early, pol, agents=5) < pol.safety + 1.0
