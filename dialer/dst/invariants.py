@@ -26,6 +26,8 @@ ABANDON_MIN_ANSWERS = 100
 """Live answers in the window before the abandon ceiling is judged (the pacing's own young-window size)."""
 FAULT_OUTCOMES = NOT_PLACED | {Outcome.interrupted}
 """Outcomes that say the PBX or the link failed, not the customer: never a lead's last word."""
+ATTEMPT_GIVEN_BACK = frozenset({Outcome.interrupted, Outcome.not_sent})
+"""Outcomes whose attempt the lead gets back (so does a call cut short); a refusal's it keeps."""
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Ledger:
     """Number -> when it was put on the do-not-call list or matched a deny pattern."""
     outcomes: dict[str, str] = field(default_factory=dict)
     imported: set[int] = field(default_factory=set)
+    closed_by_rule: dict[int, str] = field(default_factory=dict)
+    """Lead -> the outcome of the attempt after a fault that closed it because its rule ran out."""
 
 
 class Checker:
@@ -223,25 +227,31 @@ class Checker:
                 # Closed by its last attempt (not by the screening: a number denied or listed since).
                 attempt = last[lead_id]
                 cut = attempt.id in self.pbx.cut_by_restart and attempt.outcome != "answered"
-                if (attempt.outcome in FAULT_OUTCOMES or attempt.cut_short or cut) and not self._rule_spent(
-                    lead_id, attempt, attempts
-                ):
-                    return self._violation("no lead lost or closed by a fault", now,
-                                           f"lead {lead_id} ({phone}) done ({final_outcome}) after attempt"
-                                           f" {attempt.id}: {attempt.outcome}, cut short {attempt.cut_short},"
-                                           f" cut by a PBX restart {cut}")
+                if attempt.outcome in FAULT_OUTCOMES or attempt.cut_short or cut:
+                    if not self._rule_spent(lead_id, attempt, attempts):
+                        return self._violation("no lead lost or closed by a fault", now,
+                                               f"lead {lead_id} ({phone}) done ({final_outcome}) after attempt"
+                                               f" {attempt.id}: {attempt.outcome}, cut short {attempt.cut_short},"
+                                               f" cut by a PBX restart {cut}")
+                    self.ledger.closed_by_rule[lead_id] = attempt.outcome or ""
         return None
 
     def _rule_spent(self, lead_id: int, last: Attempt, attempts) -> bool:
         """Whether the lead's own rule for that kind of fault ran out: `interrupted` counts the
-        lead's interrupted and cut-short attempts (dialer.core.faults), a refusal its refusals.
-        A fault closes a lead only that way, never on its first occurrence."""
+        lead's interrupted and cut-short attempts only (dialer.core.faults); `refused`, like a
+        customer's outcome, counts the lead's attempts in all (campaigns/README.md, `retries`): a refusal
+        that is the lead's fifth counted attempt closes it, however few refusals came before."""
         rules = retry_rules(self.ledger.campaign.retries)
         mine = [a for a in attempts.values() if a.lead_id == lead_id]
         if last.outcome == Outcome.interrupted or last.cut_short:
             rule = rules.get(FAULT_OUTCOME, DEFAULT_FAULT_RULE)
             spent = sum(1 for a in mine if a.outcome == Outcome.interrupted or a.cut_short)
+        elif last.outcome == Outcome.refused:
+            rule = rules[last.outcome]
+            spent = sum(1 for a in mine if a.outcome not in ATTEMPT_GIVEN_BACK and not a.cut_short)
         elif last.outcome in rules:
+            # A call a PBX restart cut yet ended as the customer's outcome: only that outcome's own
+            # count excuses the close, so a cause-0 hang-up read as a customer's answer is still caught.
             rule = rules[last.outcome]
             spent = sum(1 for a in mine if a.outcome == last.outcome)
         else:

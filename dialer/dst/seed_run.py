@@ -68,6 +68,8 @@ class SeedResult:
     violation: Violation | None
     cpu_s: float
     trace: list[str] = field(default_factory=list)
+    closed_by_rule: dict[int, str] = field(default_factory=dict)
+    """Leads closed after a fault because their own rule for it ran out (no violation): lead -> outcome."""
 
     @property
     def ok(self) -> bool:
@@ -109,7 +111,8 @@ def run_seed(seed: int, days: float, *, echo: Callable[[str], None] | None = Non
             sim.close()
             _close_loop(loop)
     return SeedResult(seed, days, len(sim.pbx.dial_log), sim.faults, sim.trace.digest.hexdigest()[:16],
-                      sim.violation, time.process_time() - started, sim.trace.lines if keep_trace else [])
+                      sim.violation, time.process_time() - started, sim.trace.lines if keep_trace else [],
+                      dict(sim.checker.ledger.closed_by_rule) if sim.checker is not None else {})
 
 
 def _close_loop(loop: VirtualTimeLoop) -> None:

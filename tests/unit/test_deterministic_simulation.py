@@ -110,3 +110,12 @@ def test_a_lead_closed_by_its_interrupted_rule_running_out_is_no_violation() -> 
     result = run_seed(3, 0.02, keep_trace=True)
     assert result.violation is None, replay_command(3, 0.02)
     assert any("closed_unseen" in line and "outcome=interrupted" in line for line in result.trace)
+
+
+def test_a_lead_closed_by_its_refused_rule_running_out_is_no_violation() -> None:
+    # Seed 12 over 0.045 days: lead 64's fifth attempt (one no_answer, four refusals) is refused and
+    # closes it, as the `refused` rule (max 5, counting the lead's attempts in all) says; the check
+    # once counted its refusals only.
+    result = run_seed(12, 0.045)
+    assert result.violation is None, replay_command(12, 0.045)
+    assert "refused" in result.closed_by_rule.values()
