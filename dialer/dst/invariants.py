@@ -26,8 +26,6 @@ ABANDON_MIN_ANSWERS = 100
 """Live answers in the window before the abandon ceiling is judged (the pacing's own young-window size)."""
 FAULT_OUTCOMES = NOT_PLACED | {Outcome.interrupted}
 """Outcomes that say the PBX or the link failed, not the customer: never a lead's last word."""
-ATTEMPT_GIVEN_BACK = frozenset({Outcome.interrupted, Outcome.not_sent})
-"""Outcomes whose attempt the lead gets back (so does a call cut short); a refusal's it keeps."""
 
 
 @dataclass
@@ -238,17 +236,13 @@ class Checker:
 
     def _rule_spent(self, lead_id: int, last: Attempt, attempts) -> bool:
         """Whether the lead's own rule for that kind of fault ran out: `interrupted` counts the
-        lead's interrupted and cut-short attempts only (dialer.core.faults); `refused`, like a
-        customer's outcome, counts the lead's attempts in all (campaigns/README.md, `retries`): a refusal
-        that is the lead's fifth counted attempt closes it, however few refusals came before."""
+        lead's interrupted and cut-short attempts only, `refused` the lead's refusals only
+        (dialer.core.faults: a refusal gives its attempt back, like an interrupted call)."""
         rules = retry_rules(self.ledger.campaign.retries)
         mine = [a for a in attempts.values() if a.lead_id == lead_id]
         if last.outcome == Outcome.interrupted or last.cut_short:
             rule = rules.get(FAULT_OUTCOME, DEFAULT_FAULT_RULE)
             spent = sum(1 for a in mine if a.outcome == Outcome.interrupted or a.cut_short)
-        elif last.outcome == Outcome.refused:
-            rule = rules[last.outcome]
-            spent = sum(1 for a in mine if a.outcome not in ATTEMPT_GIVEN_BACK and not a.cut_short)
         elif last.outcome in rules:
             # A call a PBX restart cut yet ended as the customer's outcome: only that outcome's own
             # count excuses the close, so a cause-0 hang-up read as a customer's answer is still caught.

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Update, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dialer.core.faults import after_fault, is_fault
+from dialer.core.faults import REFUSED_OUTCOME, after_fault, after_refusal, is_fault
 from dialer.core.lead_lifecycle import AttemptEnded, Lead, LeadChange, NotSent, Released, transition
 from dialer.core.retry import Close, Retry, RetryRule, after_attempt
 from dialer.store import dialect, lead_transitions
@@ -117,9 +117,19 @@ async def _next_step(
             )
         ).scalar_one()
         step: Retry | Close = after_fault(faults, now, rules)
+    elif final.outcome == REFUSED_OUTCOME:
+        fault = True
+        refusals = (
+            await conn.execute(
+                select(func.count())
+                .select_from(call_attempts)
+                .where(call_attempts.c.lead_id == lead_id, call_attempts.c.outcome == REFUSED_OUTCOME)
+            )
+        ).scalar_one()
+        step = after_refusal(refusals, now, rules)
     else:
         step = after_attempt(final.outcome, lead.attempts, now, rules)
-    # A fault gives back the attempt the lease counted: the customer never said no.
+    # A fault (a refusal too) gives back the attempt the lease counted: the customer never said no.
     return step, AttemptEnded(final.attempt_id, final.outcome, step, fault)
 
 

@@ -113,9 +113,10 @@ def test_a_lead_closed_by_its_interrupted_rule_running_out_is_no_violation() -> 
 
 
 def test_a_lead_closed_by_its_refused_rule_running_out_is_no_violation() -> None:
-    # Seed 12 over 0.045 days: lead 64's fifth attempt (one no_answer, four refusals) is refused and
-    # closes it, as the `refused` rule (max 5, counting the lead's attempts in all) says; the check
-    # once counted its refusals only.
-    result = run_seed(12, 0.045)
-    assert result.violation is None, replay_command(12, 0.045)
+    # Seed 12 over 0.1 days: lead 110's fifth refusal closes it, as the `refused` rule (max 5,
+    # counting refusals: each gives its attempt back) says; a check that counted the lead's
+    # attempts in all would miss a lead closed early, one that judged any close after a
+    # refusal a violation flagged this one.
+    result = run_seed(12, 0.1)
+    assert result.violation is None, replay_command(12, 0.1)
     assert "refused" in result.closed_by_rule.values()

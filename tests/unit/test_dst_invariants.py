@@ -1,6 +1,6 @@
 """The simulation's check "no lead closed by a fault" against the campaign's own retry rules: a lead a
-refusal closed is no violation once its attempts in all reach the `refused` rule's maximum (a refusal
-uses up an attempt; an interrupted, not-sent or cut-short one gives it back), and is one before."""
+refusal closed is no violation once its refusals reach the `refused` rule's maximum (a refusal gives
+its attempt back, like an interrupted, not-sent or cut-short one), and is one before."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def _checker(tmp_path: Path, outcomes: list[str]) -> Checker:
     db = tmp_path / "dialer.db"
     store = await Store.open(f"sqlite+aiosqlite:///{db}")
     await store.close()
-    counted = sum(1 for o in outcomes if o not in ("interrupted", "not_sent"))
+    counted = sum(1 for o in outcomes if o not in ("interrupted", "not_sent", "refused"))
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO campaigns (id, name, type, created_at, updated_at)"
                      " VALUES (1, 'dst', 'telemarketing', ?, ?)", (str(START), str(START)))
@@ -58,17 +58,28 @@ def _now() -> float:
     return START.replace(tzinfo=UTC).timestamp() + 3600.0
 
 
-async def test_a_refusal_that_is_the_leads_fifth_attempt_closes_it_without_a_violation(tmp_path: Path) -> None:
-    # Seed 12 over 0.045 days, lead 64: one no_answer, then four refusals; the check counted refusals only.
-    outcomes = ["no_answer", "refused", "refused", "refused", "refused"]
+async def test_a_fifth_refusal_closes_a_lead_without_a_violation(tmp_path: Path) -> None:
+    outcomes = ["no_answer", "refused", "refused", "refused", "refused", "refused"]
     checker = await _checker(tmp_path, outcomes)
     try:
-        # The product's own rule closes it there, and not one attempt earlier.
+        # The product's own rule closes it there, and not one refusal earlier.
         rules = retry_rules(checker.ledger.campaign.retries)
         assert after_attempt("refused", 5, START, rules) == Close("max_attempts_refused")
         assert isinstance(after_attempt("refused", 4, START, rules), Retry)
         assert checker.check(_now()) is None
         assert checker.ledger.closed_by_rule == {1: "refused"}
+    finally:
+        checker.close()
+
+
+async def test_a_refusal_that_is_only_the_leads_fifth_attempt_is_a_violation(tmp_path: Path) -> None:
+    # Seed 12 over 0.045 days, lead 64, before refusals gave their attempt back: one no_answer,
+    # then four refusals, closed as max_attempts_refused though only four refusals came.
+    checker = await _checker(tmp_path, ["no_answer", "refused", "refused", "refused", "refused"])
+    try:
+        found = checker.check(_now())
+        assert found is not None and found.invariant == "no lead lost or closed by a fault"
+        assert checker.ledger.closed_by_rule == {}
     finally:
         checker.close()
 

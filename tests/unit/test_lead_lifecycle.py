@@ -373,3 +373,26 @@ def test_a_callback_is_fulfilled_by_the_attempt_it_was_booked_on_and_only_replac
     assert (on_call.closes_callback, on_call.by_attempt, on_call.after.callback_id) == (1, "a1", 2)
     by_key = transition(due, CallbackBooked(2, NOW), NOW)
     assert (by_key.closes_callback, by_key.after.callback_id) == (None, 2)
+
+
+async def test_a_refusal_gives_its_attempt_back_and_only_refusals_spend_the_refused_rule(store: Store) -> None:
+    from dialer.config.campaign_rules import RetryConfig, retry_rules
+
+    # busy: 3 attempts of the lead; refused: the default 5. Counted among the lead's
+    # attempts, three refusals (nobody was called) left a customer who was busy once with
+    # no attempt to spare: the second busy closed the lead as max_attempts_busy.
+    rules = retry_rules({"busy": RetryConfig(delay_minutes=0, max_attempts=3)})
+    campaign_id, lead_id = await new_lead(store, "refusals")
+    at = NOW
+    steps = []
+    for outcome in ("busy", "refused", "refused", "refused", "busy", "refused", "refused"):
+        [lease] = await store.lease_due_leads(campaign_id, 1, at)
+        steps.append(await finish_with_rules(store, lease.attempt_id, outcome=outcome, now=at, rules=rules))
+        at += timedelta(hours=1)
+    # Everything but the fifth refusal is retried; that one spends the refused rule, and
+    # the lead has used two of its attempts.
+    assert all(isinstance(step, Retry) for step in steps[:-1]), steps
+    assert steps[-1] == Close("max_attempts_refused")
+    async with store._read() as conn:
+        lead = await lead_transitions.read(conn, lead_id)
+    assert lead is not None and lead.attempts == 2
