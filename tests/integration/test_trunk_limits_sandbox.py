@@ -94,10 +94,11 @@ def test_a_trunk_asterisk_refuses_gets_a_few_originates_not_a_hot_loop(sandbox: 
         attempts = conn.execute("SELECT phone, outcome FROM call_attempts").fetchall()
         leads = conn.execute("SELECT phone, state, attempts, next_attempt_at, final_reason FROM leads").fetchall()
     assert len(attempts) == refused_by_pbx and {o for _, o in attempts} == {"refused"}, attempts
-    # No lead was closed by the trunk's fault; each refused one waits minutes, not seconds.
+    # No lead was closed by the trunk's fault; each refused one waits minutes, not seconds,
+    # and has its attempt back (nobody was called).
     assert {state for _, state, _, _, _ in leads} == {"pending"}, leads
-    refused = [lead for lead in leads if lead[2]]
-    assert len(refused) == refused_by_pbx and all(n == 1 for _, _, n, _, _ in refused)
+    refused = [lead for lead in leads if lead[3] is not None]
+    assert len(refused) == refused_by_pbx and all(n == 0 for _, _, n, _, _ in refused), leads
     assert all(datetime.fromisoformat(at) >= started + timedelta(minutes=14) for _, _, _, at, _ in refused), refused
     finished = logged(log, "call.finished")
     assert {e["outcome"] for e in finished} == {"refused"}
