@@ -187,6 +187,13 @@ class CampaignControls:
         if was is None or was in ENDS or self._draining():
             return  # no end now: it placed no calls already, or the daemon is stopping
         window = self.window(name)
+        if was is RunState.paused:
+            # Paused, it places no calls, and an end must not start it dialing again: an
+            # operator often pauses because something is wrong. It keeps its rate, as a
+            # pause left for good does, and says so.
+            if window is not None and window.answers_needed != 0:
+                log.warning("campaign.stopped_over_limit", campaign=name, asked=asked.value, **abandon_figures(window))
+            return
         if window is not None and window.answers_needed != 0:
             control.settling = True
             log.warning("campaign.settling", campaign=name, asked=asked.value, **abandon_figures(window))
@@ -231,6 +238,14 @@ class CampaignControls:
 
     async def pause(self, name: str) -> RunState:
         control = self._control(name)
+        if control.settling:
+            # The brake must work while settling too: a pause ends the settling at once, as
+            # `stop --now` does, and the campaign takes the end it was asked.
+            control.settling = False
+            window = self.window(name)
+            if window is not None and window.answers_needed != 0:
+                log.warning("campaign.stopped_over_limit", campaign=name, **abandon_figures(window))
+            return await self._changed(name)
         if control.operator is RunState.running:
             control.operator = RunState.paused
         state = await self._changed(name)

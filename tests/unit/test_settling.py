@@ -187,10 +187,23 @@ async def test_a_pause_over_the_limit_does_not_settle_but_says_so() -> None:
     assert (warning["rate"], warning["answers_needed"]) == (0.0857, 65)
     note = over_limit_note(RunState.paused, runner.abandon_state(T))
     assert note is not None and "8.57 %" in note and "65 more" in note
-    # Resumed, it runs the same window; stopped from the pause over the limit, it settles.
+    # Resumed, it runs the same window. Stopped from the pause over the limit, it does not
+    # start dialing again (an operator often pauses because something is wrong): it stops,
+    # keeps its rate, and the log says so.
     assert await controls.resume("spring") is RunState.running
     await controls.pause("spring")
-    assert await controls.stop("spring") is RunState.settling
+    with capture_logs() as logs:
+        assert await controls.stop("spring") is RunState.stopped
+    assert (runner.paused, runner.settling) == (True, False)
+    [ended] = [e for e in logs if e["event"] == "campaign.stopped_over_limit"]
+    assert ended["answers_needed"] == 65
+    # The same for a paused campaign whose file says enabled: false.
+    other = Runner(answered=35, abandoned=3)
+    controls = controls_over({"autumn": other})
+    await controls.pause("autumn")
+    controls.file_seen(campaign("autumn", enabled=False), None)
+    controls.apply()
+    assert controls.state("autumn") is RunState.disabled and other.paused and not other.settling
 
 
 async def test_a_settling_campaign_resumed_or_started_simply_runs() -> None:
@@ -202,9 +215,12 @@ async def test_a_settling_campaign_resumed_or_started_simply_runs() -> None:
     assert await controls.stop("spring") is RunState.settling
     assert await controls.start("spring") is RunState.running
     assert (runner.paused, runner.settling) == (False, False)
-    # Paused while settling: the end asked stands (a pause of a stopped campaign changes nothing).
+    # Paused while settling: the brake works, as stop --now does; the end asked stands.
     assert await controls.stop("spring") is RunState.settling
-    assert await controls.pause("spring") is RunState.settling
+    with capture_logs() as logs:
+        assert await controls.pause("spring") is RunState.stopped
+    assert (runner.paused, runner.settling) == (True, False)
+    assert [e["answers_needed"] for e in logs if e["event"] == "campaign.stopped_over_limit"] == [65]
 
 
 async def test_the_daemon_shutdown_settles_nothing() -> None:

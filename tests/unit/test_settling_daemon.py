@@ -110,6 +110,11 @@ async def test_a_campaign_stopped_over_its_limit_dials_for_free_agents_until_the
             assert "20.00 %" in paused["warning"]
             await asyncio.sleep(0.3)
             assert not sim.dial_log
+            # Stopped from the pause it would stop at once (a paused campaign does not start
+            # dialing again); stopped from running, with no tick between, it settles. The
+            # stop asked again through the API finds it settling.
+            await daemon.resume_campaign("settle")
+            assert (await daemon.stop_campaign("settle")).value == "settling"
             stop = await api.post("/campaigns/settle/stop", headers=AUTH)
             assert stop.status_code == 200, stop.text
             assert stop.json()["state"] == "settling" and stop.json()["answers_needed"] == 9
@@ -214,6 +219,8 @@ async def test_the_cli_stops_with_now_and_shows_the_settling(
     out = capsys.readouterr()
     assert out.out.splitlines()[-1] == "spring: paused"
     assert out.err.startswith("dialer: warning: spring: paused with its abandon rate 8.57 %")
+    # From running (a paused campaign stopped over its limit stops at once, tested above).
+    await daemon.resume_campaign("spring")
     assert await cli("campaign", "stop", "spring", "--config", config) == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         "spring: settling (65 more live answer(s) bridged in time bring the abandon rate 8.57 % to its limit"
