@@ -124,7 +124,10 @@ class NumberRules(_Strict):
 
 class RetryConfig(_Strict):
     delay_minutes: float = Field(ge=0, le=60 * 24 * 30)
-    max_attempts: int = Field(ge=1, le=100, description="attempts of the lead in all, the first included (refused, interrupted: their own occurrences only)")
+    max_attempts: int = Field(
+        ge=1, le=100,
+        description="attempts of the lead in all, the first included (refused, interrupted: their own occurrences only)",
+    )
 
     def rule(self) -> RetryRule:
         return RetryRule(delay=timedelta(minutes=self.delay_minutes), max_attempts=self.max_attempts)
