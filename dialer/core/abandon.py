@@ -87,9 +87,11 @@ def answers_needed(abandoned: int, answered: int, limit: float) -> int | None:
         return 0
     if limit <= 0.0:
         return None
-    # The division's rounding may put the estimate one off either way; the rate itself
-    # (the figure the rules and the status show) decides.
-    needed = max(1, math.ceil(abandoned / limit) - answered)
+    # Start from the answers at which the rate is at the limit (a count of answers, not a
+    # rate, so not `abandon_rate`). The float's rounding may put it one off either way; the
+    # rate itself (the figure the rules and the status show) decides.
+    at_limit = math.ceil(abandoned * (1.0 / limit))
+    needed = max(1, at_limit - answered)
     while needed > 1 and abandon_rate(abandoned, answered + needed - 1) <= limit:
         needed -= 1
     while abandon_rate(abandoned, answered + needed) > limit:
