@@ -175,7 +175,8 @@ async def test_a_refused_originate_is_an_attempt_retried_minutes_later_and_the_c
     await tick_all(daemon, clock)
     assert dialed_numbers(ami) == numbers[:5]
     lead = await lead_row(daemon, bad)
-    assert (lead["state"], lead["attempts"], lead["lease_attempt_id"]) == ("pending", 1, None)
+    # Nobody was called: the refusal gives the lead its attempt back.
+    assert (lead["state"], lead["attempts"], lead["lease_attempt_id"]) == ("pending", 0, None)
     # Minutes away (the default `refused` rule: 15 min), not at once.
     assert lead["next_attempt_at"] == naive(NOW) + timedelta(minutes=15)
     [attempt] = await attempt_rows(daemon, bad)
@@ -201,7 +202,7 @@ async def test_a_refused_originate_is_an_attempt_retried_minutes_later_and_the_c
     clock.now = NOW + 15 * 60 + 1
     await tick_all(daemon, clock)
     assert dialed_numbers(ami).count(bad) == 2
-    assert (await lead_row(daemon, bad))["attempts"] == 2
+    assert (await lead_row(daemon, bad))["attempts"] == 0  # each refusal gave its attempt back
 
 
 async def test_the_campaign_retries_rule_for_refused_applies_and_its_absence_never_closes_a_lead(
@@ -224,7 +225,8 @@ async def test_the_campaign_retries_rule_for_refused_applies_and_its_absence_nev
     daemon.trunks.gate("carrier").accepted()  # the trunk's backoff is another test's business
     await tick_all(daemon, clock)
     lead = await lead_row(daemon, ny(1))
-    assert (lead["state"], lead["final_reason"], lead["attempts"]) == ("done", "max_attempts_refused", 2)
+    # (refusals count toward their own rule only: the lead used none of its other attempts)
+    assert (lead["state"], lead["final_reason"], lead["attempts"]) == ("done", "max_attempts_refused", 0)
 
 
 async def test_a_trunk_refused_again_and_again_is_backed_off_longer_each_time_until_a_call_goes_through(
@@ -305,7 +307,7 @@ async def test_a_failure_before_any_channel_is_a_refusal_too(tmp_path: Path, ope
     await tick_all(daemon, clock)
     lead = await lead_row(daemon, ny(0))
     assert [a["outcome"] for a in await attempt_rows(daemon, ny(0))] == ["refused"]
-    assert (lead["state"], lead["attempts"]) == ("pending", 1)
+    assert (lead["state"], lead["attempts"]) == ("pending", 0)  # the refusal gave its attempt back
     assert lead["next_attempt_at"] == naive(clock.now) + timedelta(minutes=15)
     assert len(ami.originated) == 5
     assert daemon.trunks.gate("carrier").view(clock.now).backed_off
